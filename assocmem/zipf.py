@@ -1,0 +1,117 @@
+"""Heavy-tailed associations: the Zipf law on {1, ..., N}, sampling, counts and seen/unseen mass.
+
+Tokens are stored 0-based: index ``i`` stands for the token ``x = i + 1`` of the book, so
+``zipf_probs(N, alpha)[i]`` is ``p(x = i + 1)``. Chapter 1 of the book discusses every function here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from . import _validate as check
+
+
+def zipf_probs(N: int, alpha: float) -> np.ndarray:
+    r"""Zipf law :math:`p(x) = x^{-\alpha} / H_{N,\alpha}` on ``x = 1..N`` (float64, sums to 1).
+
+    ``alpha = 0`` is the uniform law; any finite ``alpha >= 0`` is allowed.
+    """
+    N = check.positive_int("N", N)
+    alpha = check.real("alpha", alpha, low=0.0)
+    weights = np.arange(1, N + 1, dtype=np.float64) ** -alpha
+    return weights / weights.sum()
+
+
+def sample_tokens(N: int, alpha: float, T: int, seed: int, *, trials: int | None = None) -> np.ndarray:
+    """Draw ``T`` i.i.d. tokens (0-based) from the Zipf law; shape ``(T,)`` or ``(trials, T)``.
+
+    Inverse-CDF sampling with ``numpy.random.default_rng(seed)``; the first ``t`` columns of a draw
+    are a draw of size ``t`` (nested data), which chapter 3 uses to scan ``T`` with one draw.
+    """
+    T = check.positive_int("T", T)
+    seed = check.seed("seed", seed)
+    shape = (T,) if trials is None else (check.positive_int("trials", trials), T)
+    cdf = np.cumsum(zipf_probs(N, alpha))
+    uniforms = np.random.default_rng(seed).random(shape)
+    return np.minimum(np.searchsorted(cdf, uniforms * cdf[-1], side="right"), N - 1)
+
+
+def token_counts(tokens: np.ndarray, N: int) -> np.ndarray:
+    """Counts ``n_x`` of each of the ``N`` tokens along the last axis of ``tokens``."""
+    N = check.positive_int("N", N)
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= N):
+        raise ValueError(f"tokens must be 0-based indices in [0, {N - 1}] for N={N}")
+    flat = tokens.reshape(-1, tokens.shape[-1]) if tokens.ndim > 1 else tokens[None]
+    offsets = np.arange(flat.shape[0])[:, None] * N
+    counts = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * N)
+    return counts.reshape(*tokens.shape[:-1], N)
+
+
+def tail_mass(N: int, alpha: float, k) -> np.ndarray:
+    r"""Exact tail mass :math:`p(x > k) = \sum_{x=k+1}^N p(x)` for each ``k`` in ``0..N``."""
+    k = check.int_array("k", k, minimum=0)
+    if k.max() > N:
+        raise ValueError(f"k must lie in [0, N={N}], got max {k.max()}")
+    tail = np.concatenate([np.cumsum(zipf_probs(N, alpha)[::-1])[::-1], [0.0]])
+    return tail[k]
+
+
+def tail_mass_law(alpha: float, k) -> np.ndarray:
+    r"""Asymptotic tail mass for ``N = inf``: :math:`p(x > k) \simeq k^{1-\alpha} / ((\alpha-1)\zeta(\alpha))`."""
+    alpha = _heavy_tail_alpha(alpha)
+    k = check.int_array("k", k, minimum=1).astype(np.float64)
+    return k ** (1 - alpha) / ((alpha - 1) * special.zeta(alpha))
+
+
+def expected_distinct(N: int, alpha: float, T) -> np.ndarray:
+    r"""Expected number of distinct tokens among ``T`` samples, :math:`\sum_x 1 - (1 - p(x))^T`."""
+    return np.array([-np.expm1(t * np.log1p(-p)).sum() for p, t in _per_T(N, alpha, T)])
+
+
+def expected_distinct_law(alpha: float, T) -> np.ndarray:
+    r"""Asymptotic distinct count for ``N = inf``: :math:`\Gamma(1 - 1/\alpha)\,(T/\zeta(\alpha))^{1/\alpha}`."""
+    alpha = _heavy_tail_alpha(alpha)
+    T = check.int_array("T", T).astype(np.float64)
+    return special.gamma(1 - 1 / alpha) * (T / special.zeta(alpha)) ** (1 / alpha)
+
+
+def expected_unseen_mass(N: int, alpha: float, T) -> np.ndarray:
+    r"""Expected probability mass of tokens never seen in ``T`` samples, :math:`\sum_x p(x)(1 - p(x))^T`.
+
+    This is the floor of chapter 3: a memory built from ``T`` samples cannot store what it never saw.
+    """
+    return np.array([(p * np.exp(t * np.log1p(-p))).sum() for p, t in _per_T(N, alpha, T)])
+
+
+def expected_unseen_mass_law(alpha: float, T) -> np.ndarray:
+    r"""Asymptotic unseen mass for ``N = inf``:
+    :math:`\frac{\Gamma(1 - 1/\alpha)}{\alpha\,\zeta(\alpha)^{1/\alpha}}\, T^{-(1 - 1/\alpha)}`."""
+    alpha = _heavy_tail_alpha(alpha)
+    T = check.int_array("T", T).astype(np.float64)
+    const = special.gamma(1 - 1 / alpha) / (alpha * special.zeta(alpha) ** (1 / alpha))
+    return const * T ** -(1 - 1 / alpha)
+
+
+def mod_labels(N: int, M: int) -> np.ndarray:
+    """The reference labels ``f*(x) = x mod M`` for ``x = 1..N`` (0-based array of classes)."""
+    N = check.positive_int("N", N)
+    M = check.positive_int("M", M)
+    return np.arange(1, N + 1) % M
+
+
+def random_labels(N: int, M: int, seed: int) -> np.ndarray:
+    """Labels ``f*(x)`` drawn uniformly from ``{0..M-1}`` for ``x = 1..N``."""
+    N = check.positive_int("N", N)
+    M = check.positive_int("M", M)
+    return np.random.default_rng(check.seed("seed", seed)).integers(0, M, size=N)
+
+
+def _heavy_tail_alpha(alpha: float) -> float:
+    return check.real("alpha", alpha, low=1.0, low_open=True)
+
+
+def _per_T(N, alpha, T):
+    p = zipf_probs(N, alpha)
+    return ((p, t) for t in check.int_array("T", T, minimum=0))
