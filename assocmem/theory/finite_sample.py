@@ -1,1 +1,150 @@
-"""Placeholder: filled in by the chapter that owns it."""
+r"""Closed forms of chapter 3: what finite data adds to the error of an associative memory.
+
+A memory built from ``T`` samples can only store the tokens it saw. When the weight of a token is a
+function of its count, :math:`q_T(x) = \varphi(n_x)` with :math:`\varphi(0) = 0 < \varphi(n)` for
+:math:`n \ge 1`, and the memory recalls a token exactly when it is stored, the expected excess error
+over the infinite-data memory is the expected unseen mass of chapter 1,
+
+.. math:: \mathbb{E}_T[\mathcal{E}(q_T)] - \mathcal{E}(q_\infty) = \sum_x p(x)\,(1 - p(x))^T
+          \approx \sum_x p(x)\, e^{-T p(x)} \asymp T^{-(1 - 1/\alpha)} .
+
+Thresholding adds the interference-free tail of what it chooses not to store, so its error follows
+:math:`d^{-(\alpha-1)} + T^{-(1-1/\alpha)}`; storing every seen token instead overflows once the number
+of distinct seen tokens is large against ``d``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as check
+from .. import zipf
+
+__all__ = [
+    "excess_error",
+    "excess_error_exponential",
+    "excess_error_law",
+    "sample_exponent",
+    "threshold_exponent",
+    "threshold_error_terms",
+    "threshold_error_law",
+    "overflow_dimension",
+]
+
+
+def excess_error(N: int, alpha: float, T) -> np.ndarray:
+    r"""Exact expected excess error of a count-based memory, :math:`\sum_x p(x)(1 - p(x))^T`.
+
+    The identity :math:`\mathbb{E}_T[\mathcal{E}(q_T)] - \mathcal{E}(q_\infty) = \sum_x p(x)(1-p(x))^T`
+    is exact (not only asymptotic) under three conditions:
+
+    1. the weights depend on the counts only and vanish exactly on unseen tokens,
+       :math:`q_T(x) = \varphi(n_x)` with :math:`\varphi(0) = 0` and :math:`\varphi(n) > 0` for
+       :math:`n \ge 1` (store every seen token, :math:`\hat p^\rho`; *not* top-P, which also drops
+       seen tokens);
+    2. the memory is orthogonal enough that a token's recall depends on its own weight only: every
+       stored token is recalled, so :math:`\mathcal{E}(q_\infty) = 0` (orthonormal input embeddings,
+       ``d >= N``, and output embeddings whose Gram matrix has its strict maximum on the diagonal of
+       each row);
+    3. a token with weight 0 is always an error: its scores are all 0 and a tie counts as a miss.
+
+    Under 1–2 with a fallback that is right for some unseen tokens (``argmax`` of a tie returns class
+    0), multiply each term by the probability of a miss, e.g. :math:`1[f^*(x) \ne 0]`.
+    Chapter 3 checks the identity against simulation and brute-force enumeration.
+
+    Parameters
+    ----------
+    N : int
+        Number of tokens.
+    alpha : float
+        Zipf exponent, ``alpha >= 0``.
+    T : int or sequence of int
+        Sample sizes (``T >= 0``).
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per ``T`` (float64); the same numbers as :func:`assocmem.zipf.expected_unseen_mass`.
+    """
+    return zipf.expected_unseen_mass(N, alpha, T)
+
+
+def excess_error_exponential(N: int, alpha: float, T) -> np.ndarray:
+    r"""Poisson form of the excess error, :math:`\sum_x p(x)\, e^{-T p(x)}`.
+
+    It upper-bounds the exact sum, since :math:`(1 - p)^T \le e^{-Tp}`, and the two agree to relative
+    order :math:`\max_x T p(x)^2 e^{-Tp(x)}` (small once every token with a non-negligible share of the
+    unseen mass has :math:`p(x) \ll 1`). It is the form that turns sums into the integral behind
+    :func:`excess_error_law`.
+    """
+    p = zipf.zipf_probs(N, alpha)
+    T = check.int_array("T", T, minimum=0).astype(np.float64)
+    return np.exp(-np.outer(T, p)) @ p
+
+
+def excess_error_law(alpha: float, T) -> np.ndarray:
+    r"""Asymptotic excess error for ``N = inf`` and ``alpha > 1``:
+    :math:`\frac{\Gamma(1-1/\alpha)}{\alpha\,\zeta(\alpha)^{1/\alpha}}\,T^{-(1-1/\alpha)}`
+    (the unseen-mass law of chapter 1, :func:`assocmem.zipf.expected_unseen_mass_law`)."""
+    return zipf.expected_unseen_mass_law(alpha, T)
+
+
+def sample_exponent(alpha: float) -> float:
+    r"""Exponent of the data term, :math:`-(1 - 1/\alpha)` (``alpha > 1``): ``-0.5`` at ``alpha = 2``."""
+    alpha = check.real("alpha", alpha, low=1.0, low_open=True)
+    return -(1.0 - 1.0 / alpha)
+
+
+def threshold_exponent(alpha: float) -> float:
+    r"""Exponent of the memory term of thresholding, :math:`-(\alpha - 1)` (``alpha > 1``): the tail
+    :math:`p(x > P) \asymp P^{1-\alpha}` with ``P`` proportional to ``d``."""
+    alpha = check.real("alpha", alpha, low=1.0, low_open=True)
+    return -(alpha - 1.0)
+
+
+def threshold_error_terms(N: int, alpha: float, d, T, *, ratio: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    r"""The two terms of the thresholded memory's error, each an exact sum.
+
+    The memory keeps the :math:`P = \lfloor d / \text{ratio} \rfloor` most frequent seen tokens. A token
+    is lost if it is outside the top ``P`` — mass :math:`p(x > P)` — or never seen — mass
+    :math:`\sum_x p(x)(1-p(x))^T`. Their sum bounds the error up to interference among the stored tokens
+    (small when ``ratio`` is large enough) and the overlap of the two events; the larger of the two is
+    a lower bound for the loss from not storing.
+
+    Returns
+    -------
+    tail, unseen : numpy.ndarray
+        ``tail[j] = p(x > P_j)`` for each ``d[j]`` and ``unseen[i]`` for each ``T[i]``.
+    """
+    ratio = check.real("ratio", ratio, low=0.0, low_open=True)
+    d = check.int_array("d", d)
+    P = np.minimum(np.floor(d / ratio).astype(np.int64), N)
+    return zipf.tail_mass(N, alpha, P), excess_error(N, alpha, T)
+
+
+def threshold_error_law(alpha: float, d, T, *, ratio: float = 12.0) -> np.ndarray:
+    r"""Asymptotic error of thresholding, :math:`p(x > d/\text{ratio}) + \text{unseen}(T)`
+    :math:`\asymp d^{-(\alpha-1)} + T^{-(1-1/\alpha)}`, on the grid ``(len(T), len(d))``.
+
+    Both terms are the ``N = inf`` laws of chapter 1 (:func:`assocmem.zipf.tail_mass_law` at
+    :math:`P = d/\text{ratio}`, not rounded, and :func:`excess_error_law`).
+    """
+    alpha = check.real("alpha", alpha, low=1.0, low_open=True)
+    ratio = check.real("ratio", ratio, low=0.0, low_open=True)
+    d = check.int_array("d", d).astype(np.float64)
+    # tail_mass_law needs integers; its closed form is smooth in P, so evaluate it at P = 1 and scale.
+    tail = zipf.tail_mass_law(alpha, [1]) * (d / ratio) ** (1.0 - alpha)
+    return excess_error_law(alpha, T)[:, None] + tail[None, :]
+
+
+def overflow_dimension(N: int, alpha: float, T, *, capacity: float) -> np.ndarray:
+    r"""Dimension below which storing every seen token overflows: :math:`d^*(T) = K(T) / c`.
+
+    :math:`K(T) = \sum_x 1 - (1-p(x))^T` is the expected number of distinct seen tokens
+    (:func:`assocmem.zipf.expected_distinct`) and ``capacity`` :math:`c` the number of equal-weight
+    associations a memory of dimension ``d`` holds per dimension. Below :math:`d^*(T)` each new token
+    adds interference to all the others, so more data makes the memory worse; the chapter measures
+    :math:`c` on the (d, T) grid.
+    """
+    capacity = check.real("capacity", capacity, low=0.0, low_open=True)
+    return zipf.expected_distinct(N, alpha, T) / capacity
