@@ -1,0 +1,453 @@
+r"""Outer-product associative memories: embeddings, weighting schemes, scores and the exact error.
+
+The memory stores the associations ``x -> f*(x)`` of ``N`` input tokens into ``M`` classes as
+
+.. math:: W = \sum_x q(x)\, u_{f^*(x)} e_x^\top \in \mathbb{R}^{d \times d},
+
+predicts :math:`f_W(x) = \arg\max_y u_y^\top W e_x` and is judged by its exact population error
+:math:`\mathcal{E}(q) = \sum_x p(x)\, \mathbf{1}[f_W(x) \neq f^*(x)]`. Chapter 2 of the book discusses
+every function here; chapter 3 builds ``q`` from sample counts.
+
+Computation never forms ``W``. With the class sums :math:`V_y = \sum_{x: f^*(x) = y} q(x) e_x`
+(an ``M x d`` matrix), the scores are
+
+.. math:: u_y^\top W e_r = \sum_{y'} (u_y^\top u_{y'})\,(V_{y'}^\top e_r),
+
+two thin products costing :math:`O(N d M)` per trial instead of :math:`O(N d^2)`.
+
+Shapes: embeddings are ``(trials, n, d)``; ``q`` is ``(N,)``, ``(trials, N)`` or
+``(trials, len(d_grid), N)`` (a leading axis of size 1 broadcasts over trials, a middle axis of size
+1 over the grid of ``d``). Tokens are 0-based (index ``i`` is the book's token ``x = i + 1``).
+
+Nested dimensions: one draw at the largest ``d`` serves every smaller ``d'`` through its leading
+``d'`` coordinates, as in the paper. For Gaussian embeddings the truncated vectors are implicitly
+rescaled by :math:`\sqrt{d/d'}` (variance ``I/d'``); this multiplies every score by the same positive
+factor, so the argmax, hence the error, is computed without it. For sphere embeddings the truncated
+vectors are renormalised to unit length.
+
+Ties: a token counts as recalled only when its true class scores *strictly* above every other class;
+a tie (for instance all scores 0 when ``q = 0``) counts as an error.
+
+Example
+-------
+>>> import numpy as np
+>>> from assocmem import memory, zipf
+>>> N, M, alpha = 1000, 5, 2.0
+>>> p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
+>>> d_grid = np.unique(np.geomspace(10, 1000, 20).astype(int))
+>>> E, U = memory.memory_embeddings(N, M, int(d_grid[-1]), seed=0, trials=10)
+>>> err = memory.population_error(memory.power_weights(p, 1.0), p, labels, E, U, d_grid)
+>>> err.shape  # (trials, len(d_grid)), float64
+torch.Size([10, 20])
+>>> q_thr = memory.scheme_weights("threshold", p, d_grid)     # 1[x <= d/8], shape (1, 20, N)
+>>> err_thr = memory.population_error(q_thr, p, labels, E, U, d_grid)
+
+For grids too large to hold every trial's embeddings at once, :func:`error_scan` draws them in
+chunks of trials and returns the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _validate as check
+from . import zipf
+from .sweep import experiment
+
+__all__ = [
+    "KINDS",
+    "SCHEMES",
+    "embeddings",
+    "memory_embeddings",
+    "uniform_weights",
+    "power_weights",
+    "threshold_weights",
+    "seen_weights",
+    "top_seen_weights",
+    "scheme_weights",
+    "scores",
+    "signal_and_interference",
+    "recall",
+    "population_error",
+    "error_scan",
+    "error_vs_d",
+]
+
+KINDS = ("gaussian", "sphere")
+SCHEMES = ("uniform", "power", "threshold")
+
+
+# --------------------------------------------------------------------------- embeddings
+
+def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int = 0, stream: int = 0,
+               kind: str = "gaussian", dtype: torch.dtype = torch.float32,
+               device="cpu") -> torch.Tensor:
+    r"""Random embeddings of ``n`` items in :math:`\mathbb{R}^d`, shape ``(trials, n, d)``.
+
+    ``kind="gaussian"``: i.i.d. :math:`\mathcal{N}(0, I/d)`; ``kind="sphere"``: uniform on the unit
+    sphere (a Gaussian draw normalised). Trial ``t`` is drawn from its own generator seeded by
+    ``(seed, stream, t)``, so a chunk of trials ``first_trial .. first_trial + trials - 1`` is the
+    same as those rows of one big draw, in any process and on any device. The draw is made on the
+    CPU in float32 and then moved, so ``dtype`` and ``device`` never change the numbers.
+    ``stream`` separates independent families (input vs output embeddings).
+    """
+    n = check.positive_int("n", n)
+    d = check.positive_int("d", d)
+    seed = check.seed("seed", seed)
+    trials = check.positive_int("trials", trials)
+    first_trial = check.positive_int("first_trial", first_trial, minimum=0)
+    stream = check.positive_int("stream", stream, minimum=0)
+    kind = check.choice("kind", kind, KINDS)
+    _check_float_dtype(dtype)
+    draws = []
+    for t in range(first_trial, first_trial + trials):
+        state = np.random.SeedSequence([seed, stream, t]).generate_state(1, dtype=np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        draws.append(torch.randn(n, d, generator=generator))
+    out = torch.stack(draws).to(device=device, dtype=dtype)
+    if kind == "sphere":
+        return out / out.norm(dim=-1, keepdim=True)
+    return out / np.sqrt(d)
+
+
+def memory_embeddings(N: int, M: int, d: int, seed: int, *, trials: int = 1, first_trial: int = 0,
+                      kind: str = "gaussian", dtype: torch.dtype = torch.float32,
+                      device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Input embeddings ``E`` (``(trials, N, d)``, stream 0) and output embeddings ``U``
+    (``(trials, M, d)``, stream 1), independent, from one ``seed``."""
+    kwargs = dict(trials=trials, first_trial=first_trial, kind=kind, dtype=dtype, device=device)
+    return (embeddings(N, d, seed, stream=0, **kwargs), embeddings(M, d, seed, stream=1, **kwargs))
+
+
+# --------------------------------------------------------------------------- weighting schemes
+
+def uniform_weights(N: int) -> np.ndarray:
+    """Scheme ``q(x) = 1`` for every token: every association stored with the same weight."""
+    return np.ones(check.positive_int("N", N))
+
+
+def power_weights(p, rho: float) -> np.ndarray:
+    r"""Scheme :math:`q(x) = p(x)^\rho`: ``rho = 1`` is one large-batch gradient step, ``rho = 0`` uniform."""
+    rho = check.real("rho", rho, low=0.0)
+    return _probabilities(p) ** rho
+
+
+def threshold_weights(N: int, P) -> np.ndarray:
+    r"""Scheme :math:`q(x) = \mathbf{1}[x \le P]` (the ``P`` most frequent tokens of a Zipf law).
+
+    ``P`` an integer gives shape ``(N,)``; a sequence of ``G`` integers gives ``(G, N)``, one row per
+    threshold. ``P = 0`` stores nothing.
+    """
+    N = check.positive_int("N", N)
+    P_arr = check.int_array("P", P, minimum=0)
+    rows = (np.arange(N)[None, :] < P_arr[:, None]).astype(np.float64)
+    return rows if np.ndim(P) else rows[0]
+
+
+def seen_weights(counts) -> np.ndarray:
+    r"""Scheme :math:`q(x) = \mathbf{1}[n_x > 0]`: every token seen at least once (shape of ``counts``)."""
+    return (_counts(counts) > 0).astype(np.float64)
+
+
+def top_seen_weights(counts, P) -> np.ndarray:
+    r"""Weight 1 on the ``P`` most frequent *seen* tokens, 0 elsewhere.
+
+    ``counts`` has shape ``(..., N)``. Ties in count are broken towards the smaller token index, so the
+    result is deterministic. ``P`` an integer gives the shape of ``counts``; a sequence of ``G``
+    integers inserts an axis: ``(..., G, N)`` (with counts ``(trials, N)`` this is the
+    ``(trials, len(d_grid), N)`` layout :func:`population_error` accepts).
+    """
+    counts = _counts(counts)
+    P_arr = check.int_array("P", P, minimum=0)
+    order = np.argsort(-counts, axis=-1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(counts.shape[-1]), axis=-1)
+    keep = (rank[..., None, :] < P_arr[:, None]) & (counts[..., None, :] > 0)
+    out = keep.astype(np.float64)
+    return out if np.ndim(P) else out[..., 0, :]
+
+
+def scheme_weights(scheme: str, p, d_grid=None, *, rho: float = 1.0, fraction: float = 1 / 8) -> np.ndarray:
+    r"""The weights of a named scheme of the chapter, ready for :func:`population_error`.
+
+    ``"uniform"``: :math:`q = 1`; ``"power"``: :math:`q = p^\rho`; both shape ``(N,)``.
+    ``"threshold"``: :math:`q = \mathbf{1}[x \le \lfloor \text{fraction} \cdot d \rfloor]` for each ``d``
+    of ``d_grid``, shape ``(1, len(d_grid), N)`` (the paper's :math:`P = d/8`).
+    """
+    scheme = check.choice("scheme", scheme, SCHEMES)
+    p = _probabilities(p)
+    if scheme == "uniform":
+        return uniform_weights(p.size)
+    if scheme == "power":
+        return power_weights(p, rho)
+    fraction = check.real("fraction", fraction, low=0.0)
+    if d_grid is None:
+        raise ValueError("d_grid is required for the threshold scheme (P = fraction * d)")
+    d_grid = check.int_array("d_grid", d_grid)
+    return threshold_weights(p.size, np.floor(fraction * d_grid).astype(np.int64))[None]
+
+
+# --------------------------------------------------------------------------- scores and recall
+
+def scores(q, labels, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    r"""All scores :math:`s_y(r) = u_y^\top W e_r`, shape ``(trials, M, N)``, without forming ``W``.
+
+    ``q`` is ``(N,)`` or ``(trials, N)``. Uses :math:`s = (U U^\top)\,(V E^\top)` with the class sums
+    :math:`V_y = \sum_{x: f^*(x)=y} q(x) e_x`.
+    """
+    E, U = _check_embeddings(E, U)
+    labels = _labels(labels, E.shape[1], U.shape[1], E.device)
+    q = _weights(q, E, n_grid=1)[:, 0]
+    class_sums = _class_sums(q, labels, U.shape[1], E)
+    return U @ U.transpose(1, 2) @ (class_sums @ E.transpose(1, 2))
+
+
+def signal_and_interference(q, labels, E: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Split each score into the token's own association and the interference of all others.
+
+    .. math::
+        u_y^\top W e_r = \underbrace{q(r)\,\|e_r\|^2\, u_y^\top u_{f^*(r)}}_{\text{signal}}
+        + \underbrace{\sum_{x \neq r} q(x)\,(e_x^\top e_r)\,(u_y^\top u_{f^*(x)})}_{\text{interference}}.
+
+    Both terms are computed independently (the interference from the ``N x N`` Gram matrix with its
+    diagonal removed, so this is meant for the chapter's small ``N``); their sum equals
+    :func:`scores`. Returns two tensors of shape ``(trials, M, N)``.
+    """
+    E, U = _check_embeddings(E, U)
+    N, M = E.shape[1], U.shape[1]
+    labels = _labels(labels, N, M, E.device)
+    q = _weights(q, E, n_grid=1)[:, 0]
+    output_gram = U @ U.transpose(1, 2)                                   # (T, M, M)
+    own = output_gram[:, :, labels]                                       # u_y^T u_{f*(r)}, (T, M, N)
+    signal = own * (q * (E * E).sum(-1))[:, None, :]
+    gram = E @ E.transpose(1, 2)
+    gram = gram - torch.diag_embed(torch.diagonal(gram, dim1=1, dim2=2))  # e_x^T e_r, x != r
+    interference = own @ (q[:, :, None] * gram)                           # sum over x
+    return signal, interference
+
+
+def recall(q, labels, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """Predicted classes :math:`f_W(r) = \\arg\\max_y s_y(r)`, shape ``(trials, N)`` (ties go to the
+    smallest class index, as ``torch.argmax`` does; :func:`population_error` counts ties as errors)."""
+    return scores(q, labels, E, U).argmax(dim=1)
+
+
+# --------------------------------------------------------------------------- the exact error
+
+def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None, *,
+                     kind: str = "gaussian") -> torch.Tensor:
+    r"""Exact population error :math:`\mathcal{E} = \sum_x p(x)\,\mathbf{1}[f_W(x) \neq f^*(x)]`
+    for every trial and every ``d`` of a nested grid.
+
+    Parameters
+    ----------
+    q : array or tensor
+        Weights, shape ``(N,)``, ``(trials, N)`` or ``(trials, len(d_grid), N)``; size-1 leading axes
+        broadcast (e.g. ``(1, len(d_grid), N)``: one threshold per ``d``, the same for all trials).
+    p : array
+        Probabilities of the ``N`` tokens (non-negative; the error is weighted by them as given).
+    labels : int array
+        The classes :math:`f^*(x)` in ``0..M-1``, length ``N``.
+    E, U : Tensor
+        Input ``(trials, N, D)`` and output ``(trials, M, D)`` embeddings drawn at the largest ``D``
+        (same dtype and device; float64 for exact arithmetic).
+    d_grid : int array, optional
+        Increasing dimensions ``1 <= d <= D`` evaluated with the leading ``d`` coordinates
+        (default ``[D]``).
+    kind : {"gaussian", "sphere"}
+        How truncated embeddings are brought back to the law at ``d``: Gaussian rescaling (no effect
+        on the argmax) or renormalisation to the unit sphere.
+
+    Returns
+    -------
+    Tensor
+        float64, shape ``(trials, len(d_grid))``, on the device of ``E``.
+
+    Notes
+    -----
+    Cost :math:`O(N M d)` per trial and grid point; when ``q`` does not depend on ``d`` and
+    ``kind="gaussian"`` the products are accumulated block by block over the coordinates, so the
+    whole grid costs :math:`O(N M D)`. Nothing of size ``d x d`` or ``N x d`` is allocated besides
+    the embeddings themselves; use :func:`error_scan` to bound memory over many trials.
+    A tie between the true class and another counts as an error.
+    """
+    E, U = _check_embeddings(E, U)
+    trials, N, D = E.shape
+    M = U.shape[1]
+    kind = check.choice("kind", kind, KINDS)
+    d_grid = _d_grid(d_grid, D)
+    labels = _labels(labels, N, M, E.device)
+    p = torch.as_tensor(_probabilities(p, N=N, normalised=False), dtype=torch.float64, device=E.device)
+    q = _weights(q, E, n_grid=len(d_grid))
+    accumulate = q.shape[1] == 1 and kind == "gaussian"
+    errors = torch.empty(trials, len(d_grid), dtype=torch.float64, device=E.device)
+    dot_sums, done = None, 0  # dot_sums[t, y, r] = V_y^T e_r over the coordinates [0, done)
+    for j, d in enumerate(d_grid):
+        start = done if accumulate else 0
+        U_d = U[:, :, :d]
+        weights = q[:, j if q.shape[1] > 1 else 0]
+        if kind == "sphere":
+            weights = weights / E[:, :, :d].norm(dim=-1)  # renormalised e_x (e_r's norm leaves the argmax)
+            U_d = U_d / U_d.norm(dim=-1, keepdim=True)
+        block = E[:, :, start:d]
+        increment = _class_sums(weights, labels, M, block) @ block.transpose(1, 2)
+        dot_sums = increment if dot_sums is None or not accumulate else dot_sums + increment
+        done = d
+        class_scores = U_d @ U_d.transpose(1, 2) @ dot_sums
+        errors[:, j] = _weighted_misses(class_scores, labels, p)
+    return errors
+
+
+def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
+               dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28) -> torch.Tensor:
+    r"""The error curve of :func:`population_error` over ``trials`` fresh embedding draws.
+
+    Embeddings are drawn at ``max(d_grid)`` by :func:`memory_embeddings` in chunks of trials whose
+    embeddings take at most ``max_bytes`` (at least one trial per chunk), so peak memory stays
+    bounded for any number of trials; the numbers do not depend on the chunking. Returns float64,
+    shape ``(trials, len(d_grid))``, on the CPU.
+    """
+    M = check.positive_int("M", M)
+    seed = check.seed("seed", seed)
+    trials = check.positive_int("trials", trials)
+    max_bytes = check.positive_int("max_bytes", max_bytes)
+    d_grid = check.int_array("d_grid", d_grid)
+    N = _probabilities(p, normalised=False).size
+    q = np.asarray(q.cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64)
+    D = int(d_grid.max())
+    bytes_per_trial = (N + M) * D * torch.empty((), dtype=dtype).element_size()
+    chunk = max(1, max_bytes // bytes_per_trial)
+    results = []
+    for first in range(0, trials, chunk):
+        size = min(chunk, trials - first)
+        E, U = memory_embeddings(N, M, D, seed, trials=size, first_trial=first, kind=kind,
+                                 dtype=dtype, device=device)
+        q_chunk = q[first:first + size] if q.ndim >= 2 and q.shape[0] == trials and trials > 1 else q
+        results.append(population_error(q_chunk, p, labels, E, U, d_grid, kind=kind).cpu())
+        del E, U
+    return torch.cat(results)
+
+
+@experiment("interference_error_vs_d")
+def error_vs_d(N: int = 1000, M: int = 5, alpha: float = 2.0, scheme: str = "threshold", rho: float = 1.0,
+               fraction: float = 1 / 8, d_min: int = 10, d_max: int = 1000, n_d: int = 20,
+               trials: int = 100, seed: int = 0, kind: str = "gaussian") -> list[dict]:
+    """Error against ``d`` for one scheme, the paper's figure of chapter 2 (f*(x) = x mod M).
+
+    One row per ``d`` of ``n_d`` log-spaced integers in ``[d_min, d_max]``: the mean and standard
+    deviation of the error over ``trials`` nested embedding draws.
+    """
+    p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
+    d_grid = log_grid(d_min, d_max, n_d)
+    q = scheme_weights(scheme, p, d_grid, rho=rho, fraction=fraction)
+    errors = error_scan(q, p, labels, M, d_grid, seed, trials=trials, kind=kind).numpy()
+    return [{"d": int(d), "error_mean": float(errors[:, j].mean()), "error_std": float(errors[:, j].std())}
+            for j, d in enumerate(d_grid)]
+
+
+def log_grid(low: int, high: int, n: int) -> np.ndarray:
+    """``n`` log-spaced integers from ``low`` to ``high`` (rounded; duplicates removed)."""
+    low = check.positive_int("low", low)
+    high = check.positive_int("high", high, minimum=low)
+    n = check.positive_int("n", n)
+    return np.unique(np.round(np.geomspace(low, high, n)).astype(np.int64))
+
+
+# --------------------------------------------------------------------------- internals
+
+def _class_sums(weights: torch.Tensor, labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
+    """:math:`V_y = \\sum_{x: f^*(x)=y} w(x) e_x` as one batched product, shape ``(trials, M, d)``."""
+    one_hot = torch.zeros(M, labels.numel(), dtype=E.dtype, device=E.device)
+    one_hot[labels, torch.arange(labels.numel(), device=E.device)] = 1
+    return (one_hot[None] * weights[:, None, :]) @ E
+
+
+def _weighted_misses(class_scores: torch.Tensor, labels: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """:math:`\\sum_r p(r)\\,\\mathbf{1}[s_{f^*(r)}(r) \\le \\max_{y \\ne f^*(r)} s_y(r)]` per trial."""
+    index = labels[None, None, :].expand(class_scores.shape[0], 1, -1)
+    true_score = class_scores.gather(1, index)
+    others = class_scores.scatter(1, index, float("-inf")).amax(dim=1, keepdim=True)
+    missed = (true_score <= others).squeeze(1)
+    return (missed.to(torch.float64) * p).sum(-1)
+
+
+def _check_embeddings(E, U) -> tuple[torch.Tensor, torch.Tensor]:
+    for name, tensor in (("E", E), ("U", U)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (trials, n, d), got {type(tensor).__name__}")
+        if tensor.ndim != 3 or 0 in tensor.shape:
+            raise ValueError(f"{name} must have shape (trials, n, d) with no empty axis, got {tuple(tensor.shape)}")
+        _check_float_dtype(tensor.dtype, name=f"{name}.dtype")
+    if E.shape[0] != U.shape[0] or E.shape[2] != U.shape[2]:
+        raise ValueError(f"E and U must share trials and d: got E {tuple(E.shape)}, U {tuple(U.shape)}")
+    if E.dtype != U.dtype or E.device != U.device:
+        raise ValueError(f"E and U must share dtype and device, got {E.dtype}/{E.device} and {U.dtype}/{U.device}")
+    if not (torch.isfinite(E).all() and torch.isfinite(U).all()):
+        raise ValueError("E and U must be finite")
+    return E, U
+
+
+def _check_float_dtype(dtype, name: str = "dtype") -> None:
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be torch.float32 or torch.float64, got {dtype}")
+
+
+def _labels(labels, N: int, M: int, device) -> torch.Tensor:
+    labels = check.int_array("labels", labels, minimum=0)
+    if labels.size != N:
+        raise ValueError(f"labels must have length N={N}, got {labels.size}")
+    if labels.max() >= M:
+        raise ValueError(f"labels must lie in [0, M-1] with M={M} output embeddings, got max {labels.max()}")
+    return torch.as_tensor(labels, device=device)
+
+
+def _probabilities(p, *, N: int | None = None, normalised: bool = True) -> np.ndarray:
+    p = np.asarray(p.cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"p must be a non-empty 1-D array of probabilities, got shape {p.shape}")
+    if N is not None and p.size != N:
+        raise ValueError(f"p must have length N={N}, got {p.size}")
+    if not np.all(np.isfinite(p)) or p.min() < 0:
+        raise ValueError("p must contain finite non-negative values")
+    if normalised and not np.isclose(p.sum(), 1.0):
+        raise ValueError(f"p must sum to 1, got {p.sum()}")
+    return p
+
+
+def _counts(counts) -> np.ndarray:
+    counts = np.asarray(counts)
+    if counts.ndim == 0 or counts.shape[-1] == 0:
+        raise ValueError(f"counts must have a last axis of N tokens, got shape {counts.shape}")
+    if not np.issubdtype(counts.dtype, np.integer) or counts.min() < 0:
+        raise ValueError("counts must be non-negative integers")
+    return counts
+
+
+def _d_grid(d_grid, D: int) -> list[int]:
+    if d_grid is None:
+        return [D]
+    d_grid = check.int_array("d_grid", d_grid)
+    if d_grid.max() > D:
+        raise ValueError(f"d_grid must not exceed the embedding dimension D={D}, got {d_grid.max()}")
+    if np.any(np.diff(d_grid) <= 0):
+        raise ValueError("d_grid must be strictly increasing")
+    return [int(d) for d in d_grid]
+
+
+def _weights(q, E: torch.Tensor, *, n_grid: int) -> torch.Tensor:
+    """``q`` as a tensor of shape ``(trials or 1, n_grid or 1, N)`` in E's dtype and device."""
+    trials, N = E.shape[0], E.shape[1]
+    q = torch.as_tensor(q.cpu().numpy() if isinstance(q, torch.Tensor) else np.asarray(q, dtype=np.float64))
+    if q.ndim == 1:
+        q = q[None, None]
+    elif q.ndim == 2:
+        q = q[:, None]
+    ok = (q.ndim == 3 and q.shape[-1] == N and q.shape[0] in (1, trials) and q.shape[1] in (1, n_grid))
+    if not ok:
+        raise ValueError(f"q must have shape (N,), (trials, N) or (trials, len(d_grid), N) with "
+                         f"N={N}, trials={trials}, len(d_grid)={n_grid} (size-1 axes broadcast), "
+                         f"got {tuple(q.shape)}")
+    if not torch.isfinite(q).all():
+        raise ValueError("q must be finite")
+    return q.to(dtype=E.dtype, device=E.device).expand(trials, -1, -1)
