@@ -112,7 +112,7 @@ def grid(**axes: Iterable) -> list[dict]:
         if not axis:
             raise ValueError(f"grid axis {name!r} is empty")
         values.append(axis)
-    return [dict(zip(axes, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def config_key(experiment: Experiment, config: Mapping) -> str:

@@ -39,14 +39,45 @@ def sample_tokens(N: int, alpha: float, T: int, seed: int, *, trials: int | None
 
 def token_counts(tokens: np.ndarray, N: int) -> np.ndarray:
     """Counts ``n_x`` of each of the ``N`` tokens along the last axis of ``tokens``."""
-    N = check.positive_int("N", N)
-    tokens = np.asarray(tokens)
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= N):
-        raise ValueError(f"tokens must be 0-based indices in [0, {N - 1}] for N={N}")
+    tokens = _checked_tokens(tokens, N)
     flat = tokens.reshape(-1, tokens.shape[-1]) if tokens.ndim > 1 else tokens[None]
     offsets = np.arange(flat.shape[0])[:, None] * N
     counts = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * N)
     return counts.reshape(*tokens.shape[:-1], N)
+
+
+def rank_frequency(tokens: np.ndarray, N: int) -> np.ndarray:
+    """Empirical frequencies sorted in decreasing order (rank 1 first), along the last axis."""
+    tokens = np.asarray(tokens)
+    return -np.sort(-token_counts(tokens, N), axis=-1) / tokens.shape[-1]
+
+
+def first_occurrence(tokens: np.ndarray, N: int) -> np.ndarray:
+    """Index of the first sample equal to each token (``T`` where it never occurs), per trial.
+
+    With nested data this answers every prefix at once: token ``x`` is seen among the first ``t``
+    samples exactly when ``first_occurrence[x] < t``.
+    """
+    tokens = np.atleast_2d(_checked_tokens(tokens, N))
+    trials, T = tokens.shape
+    first = np.full(trials * N, T, dtype=np.int64)
+    keys, index = np.unique((tokens + N * np.arange(trials)[:, None]).ravel(), return_index=True)
+    first[keys] = index % T  # np.unique reports the first position of each (trial, token) key
+    first = first.reshape(trials, N)
+    return first if np.asarray(tokens).ndim > 1 else first[0]
+
+
+def seen_curves(tokens: np.ndarray, p: np.ndarray, T_grid) -> tuple[np.ndarray, np.ndarray]:
+    r"""Number of distinct tokens and unseen mass :math:`\sum_x p(x) 1[n_x = 0]` in each prefix of
+    ``tokens`` of length ``t`` in ``T_grid``. Returns two arrays of shape ``(trials, len(T_grid))``."""
+    p = np.asarray(p, dtype=np.float64)
+    tokens = np.atleast_2d(np.asarray(tokens))
+    T_grid = check.int_array("T_grid", T_grid)
+    if T_grid.max() > tokens.shape[-1]:
+        raise ValueError(f"T_grid must not exceed the number of samples {tokens.shape[-1]}")
+    first = first_occurrence(tokens, p.size)
+    seen = first[:, None, :] < T_grid[None, :, None]
+    return seen.sum(axis=-1), ((~seen) * p).sum(axis=-1)
 
 
 def tail_mass(N: int, alpha: float, k) -> np.ndarray:
@@ -106,6 +137,16 @@ def random_labels(N: int, M: int, seed: int) -> np.ndarray:
     N = check.positive_int("N", N)
     M = check.positive_int("M", M)
     return np.random.default_rng(check.seed("seed", seed)).integers(0, M, size=N)
+
+
+def _checked_tokens(tokens, N: int) -> np.ndarray:
+    N = check.positive_int("N", N)
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 0 or tokens.shape[-1] == 0 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"tokens must be a non-empty integer array of samples, got {tokens!r:.60}")
+    if tokens.min() < 0 or tokens.max() >= N:
+        raise ValueError(f"tokens must be 0-based indices in [0, {N - 1}] for N={N}")
+    return tokens
 
 
 def _heavy_tail_alpha(alpha: float) -> float:
