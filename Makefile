@@ -1,0 +1,43 @@
+# make book | test | notebooks | lab | bench | clean — each sets up .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+READY  := $(VENV)/.ready
+CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
+
+.PHONY: book test notebooks lab bench clean distclean
+
+# torch first (the CPU build already on these machines), then the pinned set, then the package.
+$(READY): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(READY)
+
+book: $(READY)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "The book: file://$(CURDIR)/_build/html/index.html"
+
+# One pytest call: unit tests, a fresh nbval execution of every chapter, the strict build and the
+# headless-browser check. Results cached by sweeps go to a fresh directory, so nothing is reused.
+test: $(READY)
+	ASSOCMEM_CACHE_DIR=$$(mktemp -d) $(PY) -m pytest tests $(CHAPTERS) --nbval-lax -q -rs --durations=15
+
+# NB=book/twins/02_interference.md re-executes one chapter; default: all of them.
+notebooks: $(READY)
+	ASSOCMEM_CACHE_DIR=$$(mktemp -d) $(PY) tools/notebooks.py execute $(NB)
+
+lab: $(READY)
+	$(VENV)/bin/jupyter lab book
+
+bench: $(READY)
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
