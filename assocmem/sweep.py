@@ -162,7 +162,7 @@ class DiskCache:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as handle:
-                handle.write(_canonical(entry))
+                handle.write(json.dumps(entry, allow_nan=True))  # keeps the rows' column order
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
