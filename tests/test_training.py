@@ -1,0 +1,184 @@
+"""Tests of assocmem.training: exact identities between implementations, hand-written gradients
+against autograd, the decoupled prediction against real SGD, and input validation."""
+
+import numpy as np
+import pytest
+import torch
+
+from assocmem import memory, sweep, training, zipf
+from assocmem.theory import dynamics
+
+N, M, ALPHA = 20, 5, 2.0
+PROBS, LABELS = zipf.zipf_probs(N, ALPHA), zipf.mod_labels(N, M)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensor programs run faster on one thread (and the CI machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_problem(R=3, d=12, T=64, dtype=torch.float64):
+    E, U = training.run_embeddings(range(R), N, M, d, dtype=dtype)
+    tokens = np.stack([zipf.sample_tokens(N, ALPHA, T, seed) for seed in range(R)])
+    return E, U, tokens
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nsgd"])
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("init", ["zero", "random"])
+@pytest.mark.parametrize("batch_size", [8, 32])
+def test_factorised_sgd_equals_dense_sgd(optimizer, layer_norm, init, batch_size):
+    E, U, tokens = small_problem()
+    W0 = training.initial_memory(range(3), 12, init=init, dtype=torch.float64)
+    kwargs = dict(lr=[0.3, 3.0, 30.0], tokens=tokens, batch_size=batch_size, optimizer=optimizer,
+                  layer_norm=layer_norm, W0=W0, eval_every=1)
+    dense = training.train(E, U, LABELS, PROBS, method="dense", **kwargs)
+    fact = training.train(E, U, LABELS, PROBS, method="factorised", **kwargs)
+    assert fact.method == "factorised" and dense.method == "dense"
+    scale = dense.W.abs().max().item()
+    assert (dense.W - fact.W).abs().max().item() <= 1e-9 * max(scale, 1.0)
+    np.testing.assert_allclose(fact.losses, dense.losses, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(fact.errors, dense.errors)
+
+
+@pytest.mark.parametrize("optimizer,learn", [("adam", True), ("sign", False), ("sgd", True), ("sgd", False)])
+def test_batched_runs_equal_runs_one_at_a_time(optimizer, learn):
+    E, U, tokens = small_problem(R=4)
+    lrs, ln = [0.01, 0.1, 1.0, 3.0], [False, True, False, True]
+    W0 = training.initial_memory(range(4), 12, init="random", dtype=torch.float64)
+    kwargs = dict(batch_size=16, optimizer=optimizer, learn_embeddings=learn, schedule="cosine", eval_every=2)
+    batched = training.train(E, U, LABELS, PROBS, lr=lrs, tokens=tokens, layer_norm=ln, W0=W0, **kwargs)
+    for r in range(4):
+        one = training.train(E[r:r + 1], U[r:r + 1], LABELS, PROBS, lr=lrs[r], tokens=tokens[r:r + 1],
+                             layer_norm=ln[r], W0=W0[r:r + 1], **kwargs)
+        torch.testing.assert_close(batched.W[r], one.W[0], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(batched.E[r], one.E[0], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(batched.losses[r], one.losses[0], rtol=1e-10)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_hand_written_gradients_match_autograd(layer_norm):
+    R, d, P = 2, 7, 9
+    gen = torch.Generator().manual_seed(0)
+    W, E, U = (torch.randn(R, *shape, generator=gen, dtype=torch.float64) for shape in ((d, d), (N, d), (M, d)))
+    idx = torch.randint(0, N, (R, P), generator=gen)
+    idx[:, 1] = idx[:, 0]  # a repeated token: its embedding gradient must accumulate
+    weights = torch.rand(R, P, generator=gen, dtype=torch.float64)
+    labels = torch.as_tensor(LABELS)
+    loss, grads = training.gradients(W, E, U, labels, idx, weights, layer_norm)
+
+    params = [t.clone().requires_grad_() for t in (W, E, U)]
+    h = torch.einsum("rij,rpj->rpi", params[0], params[1][torch.arange(R)[:, None], idx])
+    if layer_norm:
+        h = h / torch.sqrt((h ** 2).sum(-1, keepdim=True) + 1e-6)
+    logits = torch.einsum("rmi,rpi->rpm", params[2], h)
+    ref = (torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[idx], reduction="none") * weights).sum(-1)
+    ref.sum().backward()
+    torch.testing.assert_close(loss, ref.detach())
+    for name, param in zip("WEU", params, strict=True):
+        torch.testing.assert_close(grads[name], param.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_sign_descent_first_step_is_lr_times_sign_of_gradient():
+    E, U, tokens = small_problem(R=2, T=16)
+    out = training.train(E, U, LABELS, PROBS, lr=0.5, tokens=tokens, batch_size=16, optimizer="sign", eps=0.0)
+    idx, weights = torch.as_tensor(tokens), torch.full((2, 16), 1 / 16, dtype=torch.float64)
+    _, grads = training.gradients(torch.zeros(2, 12, 12, dtype=torch.float64), E, U, torch.as_tensor(LABELS),
+                                  idx, weights, wrt=("W",))
+    torch.testing.assert_close(out.W, -0.5 * torch.sign(grads["W"]))
+
+
+def test_linear_schedule_equals_manual_steps():
+    E, U, tokens = small_problem(R=2, T=32)
+    out = training.train(E, U, LABELS, PROBS, lr=[1.0, 4.0], tokens=tokens, batch_size=16, schedule="linear",
+                         method="dense")
+    W = torch.zeros(2, 12, 12, dtype=torch.float64)
+    lr = torch.tensor([1.0, 4.0], dtype=torch.float64)[:, None, None]
+    for t, factor in enumerate([1.0, 0.5]):
+        idx = torch.as_tensor(tokens[:, 16 * t:16 * (t + 1)])
+        _, grads = training.gradients(W, E, U, torch.as_tensor(LABELS), idx,
+                                      torch.full((2, 16), 1 / 16, dtype=torch.float64), wrt=("W",))
+        W = W - factor * lr * grads["W"]
+    torch.testing.assert_close(out.W, W)
+
+
+def test_error_of_scores_counts_ties_as_errors_and_matches_memory_module():
+    E, U, _ = small_problem(R=2)
+    zero = training.train(E, U, LABELS, PROBS, lr=1.0, steps=1, method="dense")
+    assert zero.errors[0, 0] == pytest.approx(1.0)  # W = 0: every class ties
+    q = torch.as_tensor(PROBS) ** 0.5
+    W = torch.einsum("x,rxi,rxj->rij", q, U[:, LABELS], E)  # the outer-product memory of q
+    scores = torch.einsum("rmi,rij,rxj->rmx", U, W, E)
+    expected = memory.population_error(q, PROBS, LABELS, E, U)[:, 0]
+    torch.testing.assert_close(training.scores_error(scores, LABELS, PROBS), expected)
+
+
+def test_decoupled_prediction_matches_sgd_at_large_d():
+    """With d = 4000 >> N = 100 the learned q(x) follows the symmetric decoupled map within 5% of
+    max q, the paper's map within 25%, and the predicted error is within 20% of the measured one."""
+    N_, B, steps, lr, seeds = 100, 1000, 30, 1.0, range(3)
+    runs, out = training.simulate(N=N_, M=M, d=4000, T=B * steps, batch_size=B, lrs=(lr,), seeds=seeds,
+                                  dtype=torch.float64)
+    tokens = np.stack([zipf.sample_tokens(N_, ALPHA, B * steps, s) for s in seeds])
+    counts = zipf.token_counts(tokens.reshape(3, steps, B), N_)
+    learned = out.stored_weights(zipf.mod_labels(N_, M)).numpy()
+    for form, tol in (("symmetric", 0.05), ("paper", 0.25)):
+        q = dynamics.minibatch_q(counts, lr, M, B, form=form)[:, -1]
+        assert np.all(np.abs(learned - q).max(1) <= tol * q.max(1)), form
+    q = dynamics.minibatch_q(counts, lr, M, B, form="symmetric")[:, -1]
+    E, U = training.run_embeddings(seeds, N_, M, 4000, dtype=torch.float64)
+    predicted = memory.population_error(torch.as_tensor(q), zipf.zipf_probs(N_, ALPHA), zipf.mod_labels(N_, M), E, U)
+    assert abs(predicted.mean().item() - out.errors[:, -1].mean()) <= 0.2 * out.errors[:, -1].mean()
+
+
+def test_full_batch_two_token_spike_only_with_large_step():
+    """The two-token example of chapter 4: gamma = 1 decreases the loss monotonically, gamma = 10 spikes."""
+    losses = training.two_token_run(lrs=(1.0, 10.0), steps=35).losses
+    assert np.all(np.diff(losses[0]) < 0)
+    assert np.any(np.diff(losses[1]) > 0.1)
+    assert losses[1, -1] < 0.1 < losses[0, -1]
+
+
+def test_optimization_grid_experiment_returns_one_row_per_run():
+    exp = sweep.get_experiment("optimization_grid")
+    rows = exp.rows({"d": 10, "T": 64, "batch_size": 16, "trials": 2, "lrs": [1.0, 10.0], "model": "learned",
+                     "optimizer": "adam"})
+    assert len(rows) == 2 * 2 * 2
+    assert {"seed", "lr", "layer_norm", "error"} <= set(rows[0])
+    assert all(0.0 <= row["error"] <= 1.0 for row in rows)
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    (dict(optimizer="rmsprop"), ValueError),
+    (dict(lr=-1.0), ValueError),
+    (dict(lr=[1.0, 2.0]), ValueError),
+    (dict(batch_size=10), ValueError),
+    (dict(layer_norm=1), TypeError),
+    (dict(method="factorised", optimizer="adam"), ValueError),
+    (dict(schedule="step"), ValueError),
+    (dict(betas=(1.0, 0.9)), ValueError),
+    (dict(tokens=np.full((3, 64), N)), ValueError),
+    (dict(W0=torch.zeros(3, 5, 5)), ValueError),
+])
+def test_validation_errors_name_the_parameter(kwargs, error):
+    E, U, tokens = small_problem()
+    args = dict(lr=1.0, tokens=tokens, batch_size=16)
+    args.update(kwargs)
+    with pytest.raises(error):
+        training.train(E, U, LABELS, PROBS, **args)
+
+
+def test_validation_of_shapes_labels_and_probs():
+    E, U, tokens = small_problem()
+    with pytest.raises(ValueError, match="labels"):
+        training.train(E, U, LABELS + 5, PROBS, lr=1.0, tokens=tokens, batch_size=16)
+    with pytest.raises(ValueError, match="probs"):
+        training.train(E, U, LABELS, PROBS * 2, lr=1.0, tokens=tokens, batch_size=16)
+    with pytest.raises(ValueError, match="shapes"):
+        training.train(E, U[:, :, :5], LABELS, PROBS, lr=1.0, tokens=tokens, batch_size=16)
+    with pytest.raises(ValueError, match="steps"):
+        training.train(E, U, LABELS, PROBS, lr=1.0)
