@@ -49,10 +49,21 @@ def test_exponents():
     assert th.threshold_exponent(1.5) == -0.5
 
 
-def test_threshold_terms_are_tail_mass_and_unseen_mass():
-    tail, unseen = th.threshold_error_terms(1000, 2.0, [10, 120, 1200], [10, 100], ratio=12)
-    assert np.allclose(tail, zipf.tail_mass(1000, 2.0, [0, 10, 100]))
-    assert np.allclose(unseen, zipf.expected_unseen_mass(1000, 2.0, [10, 100]))
+def brute_force_lost_mass(N, alpha, d, T, ratio):
+    p = zipf.zipf_probs(N, alpha)
+    P = min(int(d // ratio), N)
+    return p[P:].sum() + sum(p[x] * (1 - p[x]) ** T for x in range(P))
+
+
+def test_threshold_lost_mass_is_the_tail_plus_the_unseen_head():
+    d, T = [10, 120, 1200, 24000], [0, 10, 100]
+    lost = th.threshold_lost_mass(1000, 2.0, d, T, ratio=12)
+    assert lost.shape == (3, 4)
+    expected = [[brute_force_lost_mass(1000, 2.0, dd, t, 12) for dd in d] for t in T]
+    assert np.allclose(lost, expected, rtol=1e-12)
+    assert np.allclose(lost[0], 1.0)  # nothing seen: everything lost
+    assert np.allclose(lost[:, 0], 1.0)  # P = 0: nothing stored
+    assert np.allclose(lost[:, -1], th.excess_error(1000, 2.0, T))  # P = N: only the unseen mass
 
 
 @pytest.mark.parametrize("alpha", [1.5, 2.0, 3.0])
@@ -79,7 +90,7 @@ def test_overflow_dimension_grows_with_the_number_of_distinct_tokens():
     (lambda: th.threshold_exponent("2"), TypeError),
     (lambda: th.excess_error(10, 2.0, [-1]), ValueError),
     (lambda: th.excess_error_exponential(10, 2.0, [1.5]), TypeError),
-    (lambda: th.threshold_error_terms(10, 2.0, [10], [10], ratio=0), ValueError),
+    (lambda: th.threshold_lost_mass(10, 2.0, [10], [10], ratio=0), ValueError),
     (lambda: th.threshold_error_law(0.5, [10], [10]), ValueError),
     (lambda: th.overflow_dimension(10, 2.0, [10], capacity=-1), ValueError),
 ])

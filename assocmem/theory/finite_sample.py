@@ -8,7 +8,7 @@ over the infinite-data memory is the expected unseen mass of chapter 1,
 .. math:: \mathbb{E}_T[\mathcal{E}(q_T)] - \mathcal{E}(q_\infty) = \sum_x p(x)\,(1 - p(x))^T
           \approx \sum_x p(x)\, e^{-T p(x)} \asymp T^{-(1 - 1/\alpha)} .
 
-Thresholding adds the interference-free tail of what it chooses not to store, so its error follows
+Thresholding adds the tail of what it chooses not to store, so its error follows
 :math:`d^{-(\alpha-1)} + T^{-(1-1/\alpha)}`; storing every seen token instead overflows once the number
 of distinct seen tokens is large against ``d``.
 """
@@ -26,7 +26,7 @@ __all__ = [
     "excess_error_law",
     "sample_exponent",
     "threshold_exponent",
-    "threshold_error_terms",
+    "threshold_lost_mass",
     "threshold_error_law",
     "overflow_dimension",
 ]
@@ -38,19 +38,23 @@ def excess_error(N: int, alpha: float, T) -> np.ndarray:
     The identity :math:`\mathbb{E}_T[\mathcal{E}(q_T)] - \mathcal{E}(q_\infty) = \sum_x p(x)(1-p(x))^T`
     is exact (not only asymptotic) under three conditions:
 
-    1. the weights depend on the counts only and vanish exactly on unseen tokens,
-       :math:`q_T(x) = \varphi(n_x)` with :math:`\varphi(0) = 0` and :math:`\varphi(n) > 0` for
-       :math:`n \ge 1` (store every seen token, :math:`\hat p^\rho`; *not* top-P, which also drops
-       seen tokens);
+    1. each weight depends on its own count only and vanishes exactly on unseen tokens,
+       :math:`q_T(x) = \varphi_T(n_x)` with :math:`\varphi_T(0) = 0 < \varphi_T(n)` for :math:`n \ge 1`
+       (store every seen token, :math:`\hat p^\rho`; *not* top-P, which also drops seen tokens), and
+       :math:`q_\infty > 0` everywhere;
     2. the memory is orthogonal enough that a token's recall depends on its own weight only: every
        stored token is recalled, so :math:`\mathcal{E}(q_\infty) = 0` (orthonormal input embeddings,
        ``d >= N``, and output embeddings whose Gram matrix has its strict maximum on the diagonal of
        each row);
-    3. a token with weight 0 is always an error: its scores are all 0 and a tie counts as a miss.
+    3. a token with weight 0 is always an error: its scores are all 0 and a tie counts as a miss (as in
+       :func:`assocmem.memory.population_error`; a rule that breaks ties towards class 0 would be
+       right on the unseen tokens of class 0, and each term gets the factor :math:`1[f^*(x) \ne 0]`).
 
-    Under 1–2 with a fallback that is right for some unseen tokens (``argmax`` of a tie returns class
-    0), multiply each term by the probability of a miss, e.g. :math:`1[f^*(x) \ne 0]`.
-    Chapter 3 checks the identity against simulation and brute-force enumeration.
+    Then :math:`\mathcal{E}(q_T) = \sum_x p(x)\,1[n_x = 0]` for every sample, and
+    :math:`\mathbb{P}(n_x = 0) = (1 - p(x))^T`. With random embeddings, condition 2 fails: interference
+    makes :math:`\mathcal{E}(q_\infty) > 0` and a token of weight 0 sees symmetric noise, right about
+    ``1/M`` of the time, so the identity becomes an approximation, which chapter 3 measures against
+    simulation (and checks exactly by brute-force enumeration of samples).
 
     Parameters
     ----------
@@ -102,37 +106,50 @@ def threshold_exponent(alpha: float) -> float:
     return -(alpha - 1.0)
 
 
-def threshold_error_terms(N: int, alpha: float, d, T, *, ratio: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
-    r"""The two terms of the thresholded memory's error, each an exact sum.
+def threshold_lost_mass(N: int, alpha: float, d, T, *, ratio: float = 12.0) -> np.ndarray:
+    r"""Mass of the tokens a thresholded memory built from ``T`` samples cannot store.
 
-    The memory keeps the :math:`P = \lfloor d / \text{ratio} \rfloor` most frequent seen tokens. A token
-    is lost if it is outside the top ``P`` — mass :math:`p(x > P)` — or never seen — mass
-    :math:`\sum_x p(x)(1-p(x))^T`. Their sum bounds the error up to interference among the stored tokens
-    (small when ``ratio`` is large enough) and the overlap of the two events; the larger of the two is
-    a lower bound for the loss from not storing.
+    The memory keeps the :math:`P = \lfloor d / \text{ratio} \rfloor` most frequent seen tokens. For
+    ``T`` large against ``P`` those are the ``P`` most probable tokens whenever they were seen, so the
+    lost mass is the tail beyond ``P`` plus the unseen part of the head,
+
+    .. math:: L(d, T) = p(x > P) + \sum_{x \le P} p(x)\,(1 - p(x))^T
+              \asymp d^{-(\alpha - 1)} + T^{-(1 - 1/\alpha)} .
+
+    It neglects the seen tokens beyond ``P`` that take the free slots when fewer than ``P`` head tokens
+    were seen (so it slightly over-counts at small ``T``). With random embeddings a token that is not
+    stored is still recalled by chance about ``1/M`` of the time (its scores are symmetric noise), so
+    the predicted error is :math:`(1 - 1/M)\,L` plus the interference among stored tokens, which is
+    small when ``ratio`` is large enough (chapter 2).
 
     Returns
     -------
-    tail, unseen : numpy.ndarray
-        ``tail[j] = p(x > P_j)`` for each ``d[j]`` and ``unseen[i]`` for each ``T[i]``.
+    numpy.ndarray
+        float64, shape ``(len(T), len(d))``.
     """
     ratio = check.real("ratio", ratio, low=0.0, low_open=True)
     d = check.int_array("d", d)
+    T = check.int_array("T", T, minimum=0)
     P = np.minimum(np.floor(d / ratio).astype(np.int64), N)
-    return zipf.tail_mass(N, alpha, P), excess_error(N, alpha, T)
+    p = zipf.zipf_probs(N, alpha)
+    unseen_head = np.concatenate([np.zeros((T.size, 1)),
+                                  np.cumsum(p * np.exp(np.outer(T, np.log1p(-p))), axis=1)], axis=1)
+    return zipf.tail_mass(N, alpha, P)[None, :] + unseen_head[:, P]
 
 
 def threshold_error_law(alpha: float, d, T, *, ratio: float = 12.0) -> np.ndarray:
-    r"""Asymptotic error of thresholding, :math:`p(x > d/\text{ratio}) + \text{unseen}(T)`
+    r"""Asymptotic lost mass of thresholding, :math:`p(x > d/\text{ratio}) + \text{unseen}(T)`
     :math:`\asymp d^{-(\alpha-1)} + T^{-(1-1/\alpha)}`, on the grid ``(len(T), len(d))``.
 
     Both terms are the ``N = inf`` laws of chapter 1 (:func:`assocmem.zipf.tail_mass_law` at
-    :math:`P = d/\text{ratio}`, not rounded, and :func:`excess_error_law`).
+    :math:`P = d/\text{ratio}`, not rounded, and :func:`excess_error_law`); the second over-counts the
+    unseen tokens beyond ``P``, which is negligible once both terms are small. It is the law behind
+    :func:`threshold_lost_mass`.
     """
     alpha = check.real("alpha", alpha, low=1.0, low_open=True)
     ratio = check.real("ratio", ratio, low=0.0, low_open=True)
     d = check.int_array("d", d).astype(np.float64)
-    # tail_mass_law needs integers; its closed form is smooth in P, so evaluate it at P = 1 and scale.
+    # p(x > P) ~ P^(1 - alpha) / ((alpha - 1) zeta(alpha)): the law at P = 1, scaled to real P = d / ratio
     tail = zipf.tail_mass_law(alpha, [1]) * (d / ratio) ** (1.0 - alpha)
     return excess_error_law(alpha, T)[:, None] + tail[None, :]
 
