@@ -1,1 +1,307 @@
-"""Placeholder: filled in by the chapter that owns it."""
+r"""Hopfield capacities and energies in closed form (chapter 5, *Hopfield energy*).
+
+Classical and dense associative memories [KH16], modern Hopfield networks [R20], and the layer
+energies of [NBDH24]. Everything here is small exact theory in numpy/float64; the simulations that
+these formulas are compared with live in :mod:`assocmem.hopfield`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import betainc, erf, gammaln, ive, lambertw, log_ndtr, ndtri
+
+from .. import _validate as check
+
+__all__ = [
+    "CLASSICAL_CAPACITY_RATIO",
+    "R20_CAPACITY_EXAMPLES",
+    "classical_capacity",
+    "replica_overlap",
+    "error_free_capacity",
+    "double_factorial",
+    "dense_capacity_scale",
+    "dense_error_free_capacity",
+    "dense_bit_error",
+    "dense_capacity_at_error",
+    "modern_energy_offset",
+    "modern_energy_bounds",
+    "modern_capacity_scale",
+    "modern_capacity_constant",
+    "modern_capacity_lower_bound",
+    "retrieval_error_bound",
+    "cap_probability",
+    "nearest_neighbour_bounds",
+    "mchn_link_gap",
+    "global_energy_bounds",
+]
+
+#: Critical load :math:`K/d` of the classical Hopfield network (Amit, Gutfreund & Sompolinsky):
+#: below it the stored patterns are retrieved with a small fraction (about 1.5%) of wrong bits.
+CLASSICAL_CAPACITY_RATIO = 0.138
+
+#: The two worked examples that follow Theorem 3 of [R20]: ``(beta, K, d, p) -> c``.
+R20_CAPACITY_EXAMPLES = {(1.0, 3.0, 20, 0.001): 3.1546, (1.0, 1.0, 75, 0.001): 1.3718}
+
+
+def classical_capacity(d) -> np.ndarray:
+    r"""Capacity :math:`K \approx 0.138\,d` of the classical Hopfield network (small errors allowed)."""
+    return CLASSICAL_CAPACITY_RATIO * _dimensions(d)
+
+
+def replica_overlap(load, *, iterations: int = 5000) -> np.ndarray:
+    r"""Overlap :math:`m` of the retrieval state of the classical network at load
+    :math:`\alpha = K/d`, :math:`d \to \infty` (replica-symmetric theory of Amit, Gutfreund and
+    Sompolinsky at zero temperature): the fixed point reached from :math:`m = 1, r = 1` of
+
+    .. math:: m = \operatorname{erf}\Bigl(\frac{m}{\sqrt{2\alpha r}}\Bigr), \quad
+              C = \sqrt{\frac{2}{\pi\alpha r}}\, e^{-m^2/(2\alpha r)}, \quad r = \frac{1}{(1-C)^2}.
+
+    The fraction of wrong bits is :math:`(1-m)/2`: about 1.2% just below
+    :math:`\alpha_c \approx 0.138`, where the retrieval state disappears (:math:`m = 0` above).
+    """
+    load = np.asarray(load, dtype=np.float64)
+    if np.any(load <= 0) or not np.all(np.isfinite(load)):
+        raise ValueError("load must be positive and finite")
+    iterations = check.positive_int("iterations", iterations)
+    m, r = np.ones_like(load), np.ones_like(load)
+    for _ in range(iterations):
+        C = np.sqrt(2.0 / (np.pi * load * r)) * np.exp(-(m**2) / (2.0 * load * r))
+        r = np.where(C < 1, 1.0 / np.clip(1.0 - C, 1e-150, None) ** 2, np.inf)
+        m = erf(m / np.sqrt(2.0 * load * r))
+    return m
+
+
+def error_free_capacity(d) -> np.ndarray:
+    r"""Error-free capacity :math:`K \approx d / (2 \ln d)` of the classical Hopfield network:
+    the load at which every bit of every stored pattern is stable with high probability."""
+    d = _dimensions(d, minimum=2)
+    return d / (2.0 * np.log(d))
+
+
+def double_factorial(n: int) -> int:
+    r""":math:`n!! = n (n-2) (n-4) \cdots`, with :math:`(-1)!! = 0!! = 1`."""
+    n = check.positive_int("n", n, minimum=-1)
+    return math.prod(range(n, 0, -2)) if n > 0 else 1
+
+
+def dense_capacity_scale(d, a: int) -> np.ndarray:
+    r"""Capacity scale :math:`d^{a-1}` of the dense associative memory with :math:`F(x) = x^a` [KH16]."""
+    a = check.positive_int("a", a, minimum=2)
+    return _dimensions(d) ** (a - 1)
+
+
+def dense_error_free_capacity(d, a: int) -> np.ndarray:
+    r"""Error-free capacity of the dense associative memory [KH16],
+
+    .. math:: K \approx \frac{d^{a-1}}{2\,(2a-3)!!\,\ln d},
+
+    which is :math:`d/(2 \ln d)` for :math:`a = 2`, the classical network.
+    """
+    a = check.positive_int("a", a, minimum=2)
+    d = _dimensions(d, minimum=2)
+    return d ** (a - 1) / (2.0 * double_factorial(2 * a - 3) * np.log(d))
+
+
+def dense_bit_error(K, d, a: int) -> np.ndarray:
+    r"""Probability that one bit of a stored pattern flips under one update (signal-to-noise estimate).
+
+    With :math:`K` random :math:`\pm 1` patterns in dimension :math:`d` and :math:`F(x) = x^a`, the
+    energy gap that keeps a bit is a signal :math:`\approx 2a\,d^{a-1}` plus a sum of :math:`K - 1`
+    interference terms of variance :math:`\approx 4a^2 (2a-3)!!\,d^{a-1}` each; treating the sum as
+    Gaussian,
+
+    .. math:: P(\text{bit flips}) \approx \Phi\!\left(-\sqrt{\frac{d^{a-1}}{(2a-3)!!\,K}}\right).
+    """
+    a = check.positive_int("a", a, minimum=2)
+    K = np.asarray(K, dtype=np.float64)
+    if np.any(K <= 0):
+        raise ValueError("K must be positive")
+    snr = np.sqrt(_dimensions(d) ** (a - 1) / (double_factorial(2 * a - 3) * K))
+    return np.exp(log_ndtr(-snr))
+
+
+def dense_capacity_at_error(d, a: int, error: float) -> np.ndarray:
+    r"""Number of patterns at which :func:`dense_bit_error` reaches ``error``:
+
+    .. math:: K_\varepsilon = \frac{d^{a-1}}{(2a-3)!!\, z_\varepsilon^2},
+              \qquad z_\varepsilon = \Phi^{-1}(1-\varepsilon).
+
+    For :math:`a = 2` and :math:`\varepsilon \approx 0.0036` this is :math:`0.138\,d`.
+    """
+    a = check.positive_int("a", a, minimum=2)
+    error = check.real("error", error, low=0.0, high=0.5, low_open=True, high_open=True)
+    z = ndtri(1.0 - error)
+    return dense_capacity_scale(d, a) / (double_factorial(2 * a - 3) * z**2)
+
+
+def modern_energy_offset(N: int, M: float, beta: float) -> float:
+    r"""The constant :math:`\beta^{-1}\log N + \tfrac12 M^2` of the modern Hopfield energy [R20]
+
+    .. math:: E(\xi) = -\beta^{-1}\log\sum_{i=1}^N e^{\beta x_i^\top \xi} + \tfrac12 \xi^\top\xi
+              + \beta^{-1}\log N + \tfrac12 M^2, \qquad M = \max_i \|x_i\|,
+
+    chosen so that :math:`E \ge 0` everywhere.
+    """
+    N = check.positive_int("N", N)
+    M = check.real("M", M, low=0.0)
+    beta = check.real("beta", beta, low=0.0, low_open=True)
+    return math.log(N) / beta + 0.5 * M**2
+
+
+def modern_energy_bounds(M: float) -> tuple[float, float]:
+    r"""Bounds :math:`0 \le E(\xi) \le 2M^2` of the modern Hopfield energy for :math:`\|\xi\| \le M`.
+
+    The lower bound holds everywhere: :math:`E \ge \tfrac12(\|\xi\| - M)^2`; the upper bound uses
+    :math:`\mathrm{lse} \ge \log N + \beta\,\overline{x^\top\xi}` and :math:`|x_i^\top\xi| \le M^2`.
+    """
+    M = check.real("M", M, low=0.0)
+    return 0.0, 2.0 * M**2
+
+
+def modern_capacity_scale(d, *, beta: float = 1.0, K: float = 1.0, tolerance: float = 0.1) -> np.ndarray:
+    r"""Mean-field capacity scale of the modern Hopfield network with :math:`N` patterns uniform on
+    the sphere of radius :math:`K\sqrt{d-1}`.
+
+    One update from :math:`x_i` leaves it with weight :math:`p_i = e^{\kappa}/(e^{\kappa} + S)` on
+    itself, :math:`\kappa = \beta K^2 (d-1)`, where :math:`S = \sum_{j \ne i} e^{\kappa \cos(x_i, x_j)}`
+    has mean :math:`(N-1)\,\mathbb{E}\,e^{\kappa\cos}` with the von Mises-Fisher normaliser
+    :math:`\mathbb{E}\,e^{\kappa\cos} = \Gamma(\tfrac d2)(2/\kappa)^{d/2-1} I_{d/2-1}(\kappa)`.
+    The relative error :math:`\approx S e^{-\kappa}` reaches ``tolerance`` at
+
+    .. math:: N \approx \text{tolerance} \cdot e^{\kappa} / \mathbb{E}\,e^{\kappa\cos},
+
+    exponential in :math:`d`.
+    """
+    d = _dimensions(d, minimum=2)
+    beta = check.real("beta", beta, low=0.0, low_open=True)
+    K = check.real("K", K, low=0.0, low_open=True)
+    tolerance = check.real("tolerance", tolerance, low=0.0, low_open=True)
+    kappa = beta * K**2 * (d - 1)
+    nu = d / 2.0 - 1.0
+    log_mean = gammaln(d / 2.0) + nu * np.log(2.0 / kappa) + np.log(ive(nu, kappa)) + kappa
+    return tolerance * np.exp(kappa - log_mean)
+
+
+def modern_capacity_constant(beta: float, K: float, d: int, p: float) -> float:
+    r"""The base :math:`c` of Theorem 3 of [R20] (storage capacity of the modern Hopfield network).
+
+    With patterns drawn uniformly on the sphere of radius :math:`M = K\sqrt{d-1}` and failure
+    probability :math:`p`,
+
+    .. math:: a = \tfrac{2}{d-1}\bigl(1 + \ln(2\beta K^2 p (d-1))\bigr), \quad b = \tfrac{2K^2\beta}{5},
+              \quad c = \frac{b}{W_0(\exp(a + \ln b))},
+
+    with :math:`W_0` the upper branch of the Lambert W function. For :math:`\beta = 1, K = 3, d = 20,
+    p = 0.001` it gives :math:`c = 3.1546`; for :math:`\beta = 1, K = 1, d = 75` it gives
+    :math:`c = 1.3718`.
+    """
+    beta = check.real("beta", beta, low=0.0, low_open=True)
+    K = check.real("K", K, low=0.0, low_open=True)
+    d = check.positive_int("d", d, minimum=2)
+    p = check.real("p", p, low=0.0, high=1.0, low_open=True)
+    a = 2.0 / (d - 1) * (1.0 + math.log(2.0 * beta * K**2 * p * (d - 1)))
+    b = 2.0 * K**2 * beta / 5.0
+    return float(b / lambertw(math.exp(a + math.log(b))).real)
+
+
+def modern_capacity_lower_bound(beta: float, K: float, d: int, p: float) -> float:
+    r"""Theorem 3 of [R20]: with probability :math:`1-p`, at least
+
+    .. math:: N \ge \sqrt{p}\; c^{(d-1)/4}
+
+    random patterns on the sphere of radius :math:`K\sqrt{d-1}` are stored and retrieved in one
+    update (:math:`c` from :func:`modern_capacity_constant`); exponential in :math:`d`. The theorem
+    asks for :math:`c \ge (2/\sqrt p)^{4/(d-1)}`; a ``ValueError`` says when that fails.
+    """
+    c = modern_capacity_constant(beta, K, d, p)
+    if c < (2.0 / math.sqrt(p)) ** (4.0 / (d - 1)):
+        raise ValueError(f"Theorem 3 of [R20] needs c >= (2/sqrt(p))^(4/(d-1)); with beta={beta}, "
+                         f"K={K}, d={d}, p={p} it gives c={c:.4f}")
+    return math.sqrt(p) * c ** ((d - 1) / 4.0)
+
+
+def retrieval_error_bound(N: int, M: float, beta: float, separation, distance) -> np.ndarray:
+    r"""One-step retrieval error bound of [R20] (Theorem 5): for the update :math:`f` and a stored
+    pattern :math:`x_i` with separation :math:`\Delta_i`,
+
+    .. math:: \|f(\xi) - x_i\| \le 2(N-1)\,M\,\exp\!\bigl(-\beta(\Delta_i - 2M\,r)\bigr),
+
+    where the theorem takes :math:`r = \max\{\|\xi - x_i\|, \|x_i^* - x_i\|\}`. The proof only uses
+    :math:`(x_i - x_j)^\top \xi \ge \Delta_i - 2M\|\xi - x_i\|`, so :math:`r = \|\xi - x_i\|` already
+    gives a valid (tighter) bound; pass ``distance`` accordingly.
+    """
+    N = check.positive_int("N", N)
+    M = check.real("M", M, low=0.0)
+    beta = check.real("beta", beta, low=0.0, low_open=True)
+    separation = np.asarray(separation, dtype=np.float64)
+    distance = np.asarray(distance, dtype=np.float64)
+    if np.any(distance < 0):
+        raise ValueError("distance must be non-negative")
+    return 2.0 * (N - 1) * M * np.exp(-beta * (separation - 2.0 * M * distance))
+
+
+def cap_probability(eta, d) -> np.ndarray:
+    r"""Probability that two independent uniform unit vectors of :math:`\mathbb{R}^d` have cosine
+    above :math:`\eta \in [0, 1)`: the normalised area of a spherical cap,
+
+    .. math:: P(e^\top e' > \eta) = \tfrac12\, I_{1-\eta^2}\!\left(\tfrac{d-1}{2}, \tfrac12\right)
+              \approx e^{-d\,\eta^2/2},
+
+    with :math:`I` the regularised incomplete beta function. In the thresholded memory of the talk an
+    association interferes with a query only through such a cap, so :math:`1/P` sets a capacity scale
+    exponential in :math:`d`.
+    """
+    eta = np.asarray(eta, dtype=np.float64)
+    if np.any((eta < 0) | (eta >= 1)):
+        raise ValueError("eta must lie in [0, 1)")
+    d = _dimensions(d, minimum=2)
+    return 0.5 * betainc((d - 1) / 2.0, 0.5, 1.0 - eta**2)
+
+
+def nearest_neighbour_bounds(g, N: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Proposition 1 of [NBDH24]: with :math:`g(x) = \min_i \|x - \rho_i\|^2` over :math:`N` patterns,
+
+    .. math:: g(x) - \log N \le E(x) = -\log\sum_i e^{-\|x-\rho_i\|^2} \le g(x).
+
+    Returns ``(lower, upper)``.
+    """
+    N = check.positive_int("N", N)
+    g = np.asarray(g, dtype=np.float64)
+    return g - math.log(N), g
+
+
+def mchn_link_gap(norms) -> float:
+    r"""Proposition 2 of [NBDH24]: the layer energy and the modern Hopfield energy at :math:`\beta = 2`
+    satisfy
+
+    .. math:: 2E^{\mathrm{MCHN}}_{\beta=2}(x) - \log N - \bigl(\max_i\|\rho_i\|^2 - \min_i\|\rho_i\|^2\bigr)
+              \le E(x) \le 2E^{\mathrm{MCHN}}_{\beta=2}(x) - \log N,
+
+    with equality for patterns of equal norm. Returns the gap :math:`\max\|\rho\|^2 - \min\|\rho\|^2`.
+    """
+    norms = np.asarray(norms, dtype=np.float64)
+    if norms.size == 0 or np.any(norms < 0):
+        raise ValueError("norms must be a non-empty array of non-negative numbers")
+    return float(norms.max() ** 2 - norms.min() ** 2)
+
+
+def global_energy_bounds(min_energy, layers: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Bounds of the global energy of :math:`l` layers [NBDH24],
+    :math:`E_{\mathrm{global}} = -\log\sum_{t=1}^{l} e^{-E_t}`:
+
+    .. math:: \min_t E_t - \log l \le E_{\mathrm{global}} \le \min_t E_t,
+
+    strict on the right as soon as :math:`l \ge 2`. Returns ``(lower, upper)``.
+    """
+    layers = check.positive_int("layers", layers)
+    min_energy = np.asarray(min_energy, dtype=np.float64)
+    return min_energy - math.log(layers), min_energy
+
+
+def _dimensions(d, *, minimum: int = 1) -> np.ndarray:
+    d = np.asarray(d, dtype=np.float64)
+    if np.any(d < minimum) or not np.all(np.isfinite(d)):
+        raise ValueError(f"d must be finite and >= {minimum}")
+    return d
