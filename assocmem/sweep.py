@@ -10,6 +10,7 @@ configuration's columns first. The appendix *Running at scale* shows the command
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
@@ -19,7 +20,7 @@ import os
 import pkgutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import _validate as check
+from .executors import compute_point, make_executor
 
 CACHE_ENV = "ASSOCMEM_CACHE_DIR"
 _REGISTRY: dict[str, Experiment] = {}
@@ -94,6 +96,8 @@ def get_experiment(name_or_experiment) -> Experiment:
     """Look an experiment up by name (an ``Experiment`` is returned as is)."""
     if isinstance(name_or_experiment, Experiment):
         return name_or_experiment
+    if name_or_experiment in _REGISTRY:
+        return _REGISTRY[name_or_experiment]
     known = experiments()
     if name_or_experiment not in known:
         raise ValueError(f"experiment must be one of {sorted(known)}, got {name_or_experiment!r}")
@@ -172,7 +176,7 @@ class DiskCache:
 
 
 def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str | os.PathLike | bool = True,
-              executor="serial", progress: bool = True, **executor_options) -> pd.DataFrame:
+              executor="serial", threads: int = 1, progress: bool = True, **executor_options) -> pd.DataFrame:
     """Evaluate ``experiment`` on each configuration and return the tidy table of results.
 
     Parameters
@@ -184,8 +188,12 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
     cache : DiskCache, path, True or False
         Where finished points live. ``True`` uses ``$ASSOCMEM_CACHE_DIR`` or ``~/.cache/assocmem``;
         ``False`` computes everything and stores nothing.
-    executor : {"serial", "processes", "dask"} or Executor
-        How pending points are computed; see :func:`make_executor` for the options.
+    executor : {"serial", "processes", "dask"} or executor object
+        How pending points are computed; see :mod:`assocmem.executors` for the options
+        (``workers``, ``scheduler``), passed as keyword arguments.
+    threads : int
+        Torch threads used by each point, the same under every executor so that a configuration
+        gives bit-identical numbers however it is run; parallelism comes from the executor.
     progress : bool
         Show a tqdm progress bar (in a notebook, a widget).
 
@@ -208,9 +216,11 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
     cached = len(results)
     pending = [(i, configs[i]) for i in range(len(configs)) if i not in results]
     runner = make_executor(executor, **executor_options)
+    task = functools.partial(compute_point, experiment.name, experiment.fn.__module__,
+                             threads=check.positive_int("threads", threads))
     with tqdm(total=len(configs), initial=cached, disable=not progress,
               desc=experiment.name, unit="point") as bar:
-        for index, rows in runner.map(experiment.name, pending):
+        for index, rows in runner.map(task, pending):
             if cache is not None:
                 cache.store(keys[index], experiment, configs[index], rows)
             results[index] = rows
@@ -219,31 +229,6 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
     table.attrs["sweep"] = {"experiment": experiment.name, "points": len(configs),
                             "cached": cached, "computed": len(configs) - cached}
     return table
-
-
-def compute_point(name: str, config: Mapping) -> list[dict]:
-    """Run one point of a registered experiment (what every executor ships to its workers)."""
-    return get_experiment(name).rows(config)
-
-
-class SerialExecutor:
-    """Points one after another in this process."""
-
-    def map(self, name: str, pending: list[tuple[int, dict]]) -> Iterator[tuple[int, list[dict]]]:
-        for index, config in pending:
-            yield index, compute_point(name, config)
-
-
-def make_executor(executor="serial", **options):
-    """An executor from its name (or the object itself, returned unchanged)."""
-    if not isinstance(executor, str):
-        if not callable(getattr(executor, "map", None)):
-            raise TypeError(f"executor must be a name or have a .map method, got {executor!r}")
-        return executor
-    check.choice("executor", executor, {"serial"})
-    if options:
-        raise ValueError(f"the serial executor takes no options, got {sorted(options)}")
-    return SerialExecutor()
 
 
 def _as_cache(cache) -> DiskCache | None:

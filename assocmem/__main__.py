@@ -1,0 +1,198 @@
+"""Command line: list the registered experiments and run grids of them.
+
+    python -m assocmem list
+    python -m assocmem run interference_error --grid d=log:10:1000:20 --grid seed=0:10 \\
+        --executor processes --workers 8 --out results.csv
+
+Exit codes: 0 success, 2 bad usage or input (the message names the option), 1 an experiment failed,
+130 interrupted (finished points stay in the cache; the same command resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import sweep
+from .executors import EXECUTORS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ValueError):
+    """Bad input on the command line; the message names the option."""
+
+
+def parse_axis(spec: str, defaults: dict) -> tuple[str, list]:
+    """``name=v1,v2,...``, ``name=start:stop[:step]`` (integers, stop excluded) or
+    ``name=log:start:stop:num`` (``num`` log-spaced values, rounded and deduplicated when the ends
+    are integers). Values take the type of the parameter's default."""
+    name, sep, values = spec.partition("=")
+    name = name.strip()
+    if not sep or not name or not values:
+        raise UsageError(f"--grid must look like name=v1,v2 or name=start:stop, got {spec!r}")
+    if name not in defaults:
+        raise UsageError(f"--grid {name}: unknown parameter; the parameters are {sorted(defaults)}")
+    try:
+        if values.startswith("log:"):
+            start, stop, num = values[4:].split(":")
+            axis = _logspace(start, stop, int(num))
+        elif ":" in values and "," not in values:
+            axis = list(range(*[int(v) for v in values.split(":")]))
+        else:
+            axis = [_coerce(v.strip(), defaults[name]) for v in values.split(",")]
+    except ValueError as error:
+        raise UsageError(f"--grid {name}: cannot read {values!r} ({error})") from None
+    if not axis:
+        raise UsageError(f"--grid {name}: {values!r} gives no values")
+    return name, [_coerce(v, defaults[name]) if not isinstance(v, str) else v for v in axis]
+
+
+def _logspace(start: str, stop: str, num: int) -> list:
+    low, high = float(start), float(stop)
+    if not (0 < low <= high) or num < 1:
+        raise ValueError("log:start:stop:num needs 0 < start <= stop and num >= 1")
+    values = [low * (high / low) ** (i / max(num - 1, 1)) for i in range(num)]
+    if start.isdigit() and stop.isdigit():
+        return sorted({round(v) for v in values})
+    return values
+
+
+def _coerce(value, default):
+    """Read ``value`` with the type of the parameter's ``default`` (bool, int, float or str)."""
+    if isinstance(default, bool):
+        if str(value).lower() in {"true", "1", "yes"}:
+            return True
+        if str(value).lower() in {"false", "0", "no"}:
+            return False
+        raise ValueError(f"{value!r} is not a boolean")
+    if isinstance(default, int):
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError(f"{value!r} is not an integer")
+        return int(number)
+    if isinstance(default, float):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not finite")
+        return number
+    return str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assocmem", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, to register experiments of your own (repeatable)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the registered experiments and their parameters")
+    run = commands.add_parser("run", help="run a grid of an experiment",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description="Run EXPERIMENT on the product of the --grid axes; parameters without "
+                                          "an axis keep their defaults. Results are cached point by point, so an "
+                                          "interrupted run resumes where it stopped.")
+    run.add_argument("experiment", help="name of a registered experiment (see `list`)")
+    run.add_argument("--grid", action="append", default=[], metavar="NAME=VALUES",
+                     help="an axis: d=10,100,1000 | seed=0:10 | d=log:10:1000:20 (repeatable)")
+    run.add_argument("--executor", choices=EXECUTORS, default="serial", help="where points run (default serial)")
+    run.add_argument("--workers", type=int, help="worker processes (processes, local dask cluster)")
+    run.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786")
+    run.add_argument("--device", help="torch device for experiments with a device parameter: cpu, cuda, cuda:1")
+    run.add_argument("--threads", type=int, default=1, help="torch threads per point (default 1)")
+    run.add_argument("--cache", metavar="DIR",
+                     help=f"cache directory (default ${sweep.CACHE_ENV} or ~/.cache/assocmem)")
+    run.add_argument("--no-cache", action="store_true", help="compute every point, store nothing")
+    run.add_argument("--out", metavar="FILE.csv", help="write the table as CSV (default: print it)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def command_list() -> None:
+    for name, exp in sweep.experiments().items():
+        summary = exp.doc.splitlines()[0] if exp.doc else ""
+        print(f"{name}  (version {exp.version})  {summary}")
+        for param, default in exp.defaults.items():
+            print(f"    {param} = {default!r}")
+
+
+def command_run(args) -> int:
+    exp = sweep.get_experiment(args.experiment)
+    axes = dict(parse_axis(spec, exp.defaults) for spec in args.grid)
+    if args.device is not None:
+        if "device" not in exp.defaults:
+            raise UsageError(f"--device: experiment {exp.name!r} has no device parameter")
+        axes["device"] = [_checked_device(args.device)]
+    if args.cache and args.no_cache:
+        raise UsageError("--cache and --no-cache exclude each other")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.executor != "dask" and args.scheduler:
+        raise UsageError("--scheduler applies to --executor dask only")
+    if args.executor == "serial" and args.workers is not None:
+        raise UsageError("--workers applies to --executor processes or dask")
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"--out: directory {out.parent} does not exist")
+    options = {"workers": args.workers, "scheduler": args.scheduler}
+    options = {k: v for k, v in options.items() if v is not None}
+    start = time.perf_counter()
+    table = sweep.run_sweep(exp, sweep.grid(**axes), cache=False if args.no_cache else (args.cache or True),
+                            executor=args.executor, threads=args.threads, progress=not args.quiet, **options)
+    stats = table.attrs["sweep"]
+    if out is None:
+        print(table.to_string(index=False))
+    else:
+        _write_atomically(out, table.to_csv(index=False))
+    where = f"wrote {out} ({len(table)} rows)" if out else f"{len(table)} rows"
+    print(f"{exp.name}: {stats['points']} points, {stats['cached']} from the cache, {stats['computed']} computed; "
+          f"{where} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return EXIT_OK
+
+
+def _checked_device(device: str) -> str:
+    import torch
+
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise UsageError(f"--device {device!r} is not available here ({str(error).splitlines()[0]})") from None
+    return device
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        for module in args.imports:
+            try:
+                importlib.import_module(module)
+            except ImportError as error:
+                raise UsageError(f"--import {module}: {error}") from None
+        if args.command == "list":
+            command_list()
+            return EXIT_OK
+        return command_run(args)
+    except KeyboardInterrupt:
+        print("interrupted: finished points are in the cache; run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ValueError, TypeError) as error:
+        print(f"assocmem: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

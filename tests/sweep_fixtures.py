@@ -1,0 +1,39 @@
+"""Small experiments for the sweep, executor and CLI tests (importable by worker processes)."""
+
+import os
+import time
+
+import torch
+
+from assocmem.sweep import experiment
+
+LOG_ENV = "ASSOCMEM_TEST_LOG"
+
+
+@experiment("fixture_torch_stats")
+def torch_stats(n=2000, d=64, seed=0, device="cpu"):
+    """Seeded torch work with reductions and a matrix product: bit-identity across executors."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64).to(device)
+    gram = x.T @ x
+    return {"trace": float(gram.trace()), "sum": float(x.sum()), "norm": float(torch.linalg.norm(gram)),
+            "threads": torch.get_num_threads()}
+
+
+@experiment("fixture_slow")
+def slow(x=0, delay=0.2):
+    """Sleeps, then logs its point to $ASSOCMEM_TEST_LOG (to count computations across processes)."""
+    time.sleep(delay)
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"{x}\n")
+    return [{"x2": x * x}, {"x2": -x * x}]
+
+
+@experiment("fixture_fails")
+def fails(x=0):
+    """Raises for x == 3."""
+    if x == 3:
+        raise RuntimeError("boom at x=3")
+    return {"ok": x}

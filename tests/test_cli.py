@@ -1,0 +1,79 @@
+"""The command line: list, run, exit codes and errors that name the option."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from assocmem.__main__ import EXIT_USAGE, main, parse_axis
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_list_shows_experiments_and_parameters(capsys):
+    assert main(["--import", "sweep_fixtures", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "fixture_slow  (version 1)" in out and "    delay = 0.2" in out
+
+
+def test_run_writes_the_table_and_a_summary(tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    code = main(["--import", "sweep_fixtures", "run", "fixture_slow", "--grid", "x=1,2", "--grid", "delay=0",
+                 "--cache", str(tmp_path / "c"), "--out", str(out), "--quiet"])
+    assert code == 0
+    table = pd.read_csv(out)
+    assert table.columns.tolist() == ["x", "delay", "x2"] and table["x2"].tolist() == [1, -1, 4, -4]
+    assert "2 points, 0 from the cache, 2 computed; wrote" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("x=1,2,3", [1, 2, 3]), ("x=0:10:4", [0, 4, 8]), ("x=log:10:1000:3", [10, 100, 1000]),
+    ("delay=0.5,1e-3", [0.5, 0.001]), ("x=4.0", [4]),
+])
+def test_grid_axes(spec, expected):
+    assert parse_axis(spec, {"x": 0, "delay": 0.2})[1] == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nope"], "experiment must be one of"),
+    (["run", "fixture_slow", "--grid", "y=1"], "--grid y: unknown parameter"),
+    (["run", "fixture_slow", "--grid", "x"], "--grid must look like name=v1,v2"),
+    (["run", "fixture_slow", "--grid", "x=1.5"], "--grid x: cannot read '1.5'"),
+    (["run", "fixture_slow", "--grid", "x=5:1"], "--grid x: '5:1' gives no values"),
+    (["run", "fixture_slow", "--grid", "delay=nan"], "--grid delay: cannot read 'nan'"),
+    (["run", "fixture_slow", "--grid", "x=log:0:10:3"], "--grid x: cannot read"),
+    (["run", "fixture_slow", "--device", "cpu"], "--device: experiment 'fixture_slow' has no device parameter"),
+    (["run", "fixture_torch_stats", "--device", "cuda:7"], "--device 'cuda:7' is not available here"),
+    (["run", "fixture_slow", "--threads", "0"], "--threads must be >= 1"),
+    (["run", "fixture_slow", "--workers", "0", "--executor", "processes"], "--workers must be >= 1"),
+    (["run", "fixture_slow", "--workers", "2"], "--workers applies to --executor processes or dask"),
+    (["run", "fixture_slow", "--scheduler", "tcp://h:1"], "--scheduler applies to --executor dask only"),
+    (["run", "fixture_slow", "--cache", "c", "--no-cache"], "--cache and --no-cache exclude each other"),
+    (["run", "fixture_slow", "--out", "/no/such/dir/r.csv"], "--out: directory /no/such/dir does not exist"),
+])
+def test_bad_options_exit_2_naming_the_option(args, message, capsys):
+    assert main(["--import", "sweep_fixtures", *args]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("assocmem: error: ") and message in err
+
+
+def test_bad_import_and_unknown_executor(capsys):
+    assert main(["--import", "no.such.module", "list"]) == EXIT_USAGE
+    assert "--import no.such.module" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "fixture_slow", "--executor", "threads"])
+    assert exit_info.value.code == 2
+
+
+def test_failing_experiment_exits_1_from_the_console_script(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    result = subprocess.run([sys.executable, "-m", "assocmem", "--import", "sweep_fixtures", "run",
+                             "fixture_fails", "--grid", "x=0:5", "--no-cache", "--quiet"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "boom at x=3" in result.stderr
+    help_text = subprocess.run([sys.executable, "-m", "assocmem", "run", "--help"], capture_output=True,
+                               text=True, env=env)
+    assert help_text.returncode == 0 and "--executor {serial,processes,dask}" in help_text.stdout

@@ -1,0 +1,130 @@
+"""Executors: serial, process pool and a real Dask LocalCluster give bit-identical tables; an
+interrupted sweep resumes losing and recomputing nothing; concurrent sweeps share a cache safely."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import sweep_fixtures
+from sweep_fixtures import LOG_ENV
+
+from assocmem import executors, sweep
+
+TESTS = Path(__file__).resolve().parent
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+GRID = sweep.grid(seed=[0, 1, 2], n=[500, 1500])
+
+
+@pytest.fixture(scope="module")
+def serial_table():
+    return sweep.run_sweep(sweep_fixtures.torch_stats, GRID, cache=False, progress=False)
+
+
+def test_serial_runs_each_point_with_the_requested_threads(serial_table):
+    assert (serial_table["threads"] == 1).all()
+    threaded = sweep.run_sweep(sweep_fixtures.torch_stats, GRID[:1], cache=False, progress=False, threads=2)
+    assert threaded["threads"].tolist() == [2]
+
+
+def test_process_pool_is_bit_identical_to_serial(serial_table, tmp_path):
+    table = sweep.run_sweep(sweep_fixtures.torch_stats, GRID, cache=tmp_path, progress=False,
+                            executor="processes", workers=2)
+    assert table.equals(serial_table)
+
+
+def test_dask_local_cluster_is_bit_identical_to_serial(serial_table, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])  # the worker processes import the fixtures
+    table = sweep.run_sweep(sweep_fixtures.torch_stats, GRID, cache=tmp_path, progress=False,
+                            executor="dask", workers=2)
+    assert table.equals(serial_table)
+
+
+def test_a_failing_point_keeps_the_finished_ones(tmp_path):
+    with pytest.raises(RuntimeError, match="boom at x=3"):
+        sweep.run_sweep(sweep_fixtures.fails, sweep.grid(x=range(6)), cache=tmp_path, progress=False)
+    assert len(list(tmp_path.rglob("*.json"))) == 3  # x = 0, 1, 2 were stored before x = 3 failed
+
+
+def _cli(*args, log=None, cache=None):
+    env = {**ENV, **({LOG_ENV: str(log)} if log else {})}
+    cmd = [sys.executable, "-m", "assocmem", "--import", "sweep_fixtures", "run", "fixture_slow",
+           "--quiet", *(["--cache", str(cache)] if cache else ["--no-cache"]), *args]
+    return cmd, env
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted(cache.rglob("*.json"))
+
+
+def test_killed_sweep_resumes_without_losing_or_recomputing(tmp_path):
+    cache, points = tmp_path / "cache", 24
+    cmd, env = _cli("--grid", f"x=0:{points}", "--grid", "delay=0.25", "--out", str(tmp_path / "partial.csv"),
+                    log=tmp_path / "first.log", cache=cache)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_entries(cache)) < 6 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(_entries(cache))
+    assert 6 <= finished < points, "the sweep should have been killed part-way"
+    assert not (tmp_path / "partial.csv").exists(), "no half-written output"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every surviving entry is complete and valid
+        loaded = [sweep.DiskCache(cache).load(p.stem) for p in _entries(cache)]
+    assert all(rows is not None for rows in loaded)
+
+    cmd, env = _cli("--grid", f"x=0:{points}", "--grid", "delay=0.25", "--out", str(tmp_path / "resumed.csv"),
+                    log=tmp_path / "second.log", cache=cache)
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    recomputed = (tmp_path / "second.log").read_text().split()
+    first_run = set((tmp_path / "first.log").read_text().split())
+    assert len(recomputed) == points - finished, "cached points were recomputed"
+    assert first_run | set(recomputed) == {str(x) for x in range(points)}, "a point was lost"
+    assert f"{finished} from the cache, {points - finished} computed" in resumed.stderr
+
+    cmd, env = _cli("--grid", f"x=0:{points}", "--grid", "delay=0", "--out", str(tmp_path / "clean.csv"))
+    clean = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert clean.returncode == 0
+    resumed_rows = (tmp_path / "resumed.csv").read_text().splitlines()
+    clean_rows = (tmp_path / "clean.csv").read_text().replace(",0.0,", ",0.25,").splitlines()
+    assert resumed_rows == clean_rows and len(resumed_rows) == 1 + 2 * points
+
+
+def test_concurrent_sweeps_share_a_cache_without_corruption(tmp_path):
+    cache = tmp_path / "cache"
+    runs = []
+    for name in ("a", "b"):
+        cmd, env = _cli("--grid", "x=0:16", "--grid", "delay=0.05", "--out", str(tmp_path / f"{name}.csv"),
+                        cache=cache)
+        runs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    files = _entries(cache)
+    assert len(files) == 16 and not [p for p in cache.rglob("*") if p.suffix == ".tmp"]
+    for path in files:
+        entry = json.loads(path.read_text())
+        assert sweep.DiskCache(cache).load(entry["key"]) == entry["rows"]
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("threads", {}, "executor must be one of"),
+    ("serial", {"workers": 2}, r"the serial executor takes options \[\], got \['workers'\]"),
+    ("processes", {"workers": 0}, "workers must be an integer >= 1"),
+    ("processes", {"scheduler": "tcp://x:1"}, r"takes options \['workers'\]"),
+    ("dask", {"scheduler": "localhost"}, "scheduler must be an address"),
+    ("dask", {"scheduler": "tcp://h:8786", "workers": 2}, "workers applies to a local cluster only"),
+])
+def test_executor_validation(name, options, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        executors.make_executor(name, **options)
+    with pytest.raises(TypeError, match="or have a .map method"):
+        executors.make_executor(object())
