@@ -573,9 +573,14 @@ class _Optimizer:
                 norm = grad.flatten(1).norm(dim=1).view_as(rate)
                 param.sub_(rate * grad / (norm + _NORM_EPS))
             else:
-                b1, b2 = self.betas
-                self.m[i].mul_(b1).add_(grad, alpha=1 - b1)
-                self.v[i].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-                m_hat = self.m[i] / (1 - b1 ** self.t)
-                denom = (self.v[i] / (1 - b2 ** self.t)).sqrt_().add_(self.eps)
-                param.sub_(rate * m_hat / denom)
+                self._adam(i, param, grad, rate)
+
+    def _adam(self, i: int, param, grad, rate) -> None:
+        """In place, few passes: ``m <- lerp(m, g, 1 - b1)``, ``v <- b2 v + (1 - b2) g^2``,
+        ``param -= rate * m_hat / (sqrt(v_hat) + eps)`` with the rate folded into the denominator."""
+        b1, b2 = self.betas
+        m, v = self.m[i], self.v[i]
+        m.lerp_(grad, 1 - b1)
+        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = v.sqrt().div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps).div_(rate)
+        param.addcdiv_(m, denom, value=-1 / (1 - b1 ** self.t))
