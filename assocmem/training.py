@@ -50,7 +50,8 @@ class Trained:
     steps : numpy.ndarray, shape ``(n_evals,)``
         Steps at which ``errors`` and ``losses`` were recorded (0 is the initialisation).
     errors : numpy.ndarray, shape ``(R, n_evals)``
-        Population error :math:`\sum_x p(x) 1[\arg\max_y s_{xy} \neq f_*(x)]` (ties count as errors).
+        Population error :math:`\sum_x p(x) 1[\arg\max_y s_{xy} \neq f_*(x)]` (ties count as
+        errors; ``nan`` once a run has diverged to non-finite scores).
     losses : numpy.ndarray, shape ``(R, n_evals)``
         Population cross-entropy :math:`\sum_x p(x) \ell(x)`.
     scores : torch.Tensor, shape ``(R, M, N)``
@@ -167,13 +168,15 @@ def train(E, U, labels, probs, *, lr, tokens=None, batch_size: int | None = None
 
 def scores_error(scores: torch.Tensor, labels, probs) -> torch.Tensor:
     r"""Population error of score tables ``(R, M, N)``, shape ``(R,)``:
-    :math:`\sum_x p(x)\,1[\exists y \neq f_*(x):\ s_{yx} \geq s_{f_*(x)x}]` (ties count as errors)."""
+    :math:`\sum_x p(x)\,1[\exists y \neq f_*(x):\ s_{yx} \geq s_{f_*(x)x}]` (ties count as errors).
+    A run whose scores are not all finite (training diverged) gets ``nan``, never a number."""
     labels = torch.as_tensor(np.asarray(labels), device=scores.device)
     probs = torch.as_tensor(np.asarray(probs), device=scores.device, dtype=scores.dtype)
     right = scores.gather(1, labels.expand(scores.shape[0], -1)[:, None, :])
     rivals = scores.masked_fill(_one_hot(labels, scores.shape[1], scores.dtype).T.bool(), -math.inf)
     wrong = (rivals.amax(1, keepdim=True) >= right)[:, 0].to(scores.dtype)
-    return wrong @ probs
+    diverged = ~torch.isfinite(scores).all(dim=2).all(dim=1)
+    return (wrong @ probs).masked_fill(diverged, math.nan)
 
 
 def gradients(W, E, U, labels, idx, weights, layer_norm=False, *, wrt=("W", "E", "U")):
@@ -336,7 +339,8 @@ def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimiz
     runs, trained = simulate(N=N, M=M, alpha=alpha, d=d, T=T, batch_size=batch_size, lrs=lrs,
                              seeds=range(trials), layer_norms=layer_norms, optimizer=optimizer,
                              model=model, init=init, device=device)
-    return [{**run, "error": float(err)} for run, err in zip(runs, trained.errors[:, -1], strict=True)]
+    return [{**run, "error": float(err), "diverged": bool(np.isnan(err))}
+            for run, err in zip(runs, trained.errors[:, -1], strict=True)]
 
 
 # --- internals -------------------------------------------------------------------------------------

@@ -117,6 +117,12 @@ def test_error_of_scores_counts_ties_as_errors_and_matches_memory_module():
     torch.testing.assert_close(training.scores_error(scores, LABELS, PROBS), expected)
 
 
+def test_diverged_runs_report_nan_error_not_a_number():
+    E, U, tokens = small_problem(R=2, T=256, dtype=torch.float32)
+    out = training.train(E, U, LABELS, PROBS, lr=[0.1, 1e4], tokens=tokens, batch_size=16, learn_embeddings=True)
+    assert np.isfinite(out.errors[0, -1]) and np.isnan(out.errors[1, -1])
+
+
 def test_decoupled_prediction_matches_sgd_at_large_d():
     """With d = 4000 >> N = 100 the learned q(x) follows the symmetric decoupled map within 5% of
     max q, the paper's map within 25%, and the predicted error is within 20% of the measured one."""
