@@ -1,1 +1,118 @@
-"""Placeholder: filled in by the chapter that owns it."""
+r"""Ball volumes, the exact ball integral and the N = O(D^2) argument of [NBDH24] (chapter 6).
+
+The argument: a layer's partition function over stored patterns :math:`\rho_i`,
+:math:`Z = \sum_i \int_{B_i} e^{-\lVert x - \rho_i\rVert^2}\,dx`, with :math:`B_i` the ball of radius
+:math:`r` around :math:`\rho_i` in :math:`\mathbb{R}^n`, sets the cross-entropy
+:math:`L \approx \log Z + 1/Z \ge 1`. Bounding the integrand by 1 gives :math:`Z \le n_p V_n(r)`; at
+:math:`r = \sqrt{n / 2\pi e}` the volume is :math:`V_n(r) \approx 1/\sqrt{\pi n}`, so :math:`Z = 1` at
+about :math:`\sqrt{\pi n}` patterns. The exact integral is
+:math:`\pi^{n/2} P(n/2, r^2)` (regularised lower incomplete gamma), smaller than the volume by a
+factor close to :math:`e^{-r^2} = e^{-n / 2\pi e}`.
+
+Everything is computed in log space (float64), so dimensions of millions neither overflow nor underflow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "log_ball_volume",
+    "log_lower_gamma_regularized",
+    "log_ball_gaussian_integral",
+    "theory_radius",
+    "loss_from_partition",
+    "patterns_at_unit_partition",
+]
+
+
+def log_ball_volume(n, r) -> np.ndarray:
+    r"""Log of the volume of the ball of radius ``r`` in dimension ``n``:
+    :math:`\log V_n(r) = \tfrac{n}{2}\log\pi + n\log r - \log\Gamma(1 + n/2)`.
+
+    ``n`` (integers >= 1) and ``r`` (> 0) broadcast against each other.
+    """
+    n = _dimensions(n)
+    r = _positive_array("r", r)
+    return 0.5 * n * np.log(np.pi) + n * np.log(r) - special.gammaln(1.0 + 0.5 * n)
+
+
+def log_lower_gamma_regularized(a, x) -> np.ndarray:
+    r"""Log of the regularised lower incomplete gamma :math:`P(a, x) = \gamma(a, x)/\Gamma(a)`.
+
+    Uses the series :math:`P(a, x) = \frac{x^a e^{-x}}{\Gamma(a+1)} \sum_{k \ge 0}
+    \frac{x^k}{(a+1)\cdots(a+k)}`, summed in log space, where it converges fast (:math:`x < a + 1`),
+    and ``log(scipy.special.gammainc)`` elsewhere (there :math:`P` is not small, so nothing underflows).
+    """
+    a = _positive_array("a", a)
+    x = _positive_array("x", x)
+    a, x = np.broadcast_arrays(a, x)
+    out = np.empty(a.shape, dtype=np.float64)
+    series = x < a + 1.0
+    out[~series] = np.log(special.gammainc(a[~series], x[~series]))
+    if series.any():
+        out[series] = _log_gamma_series(a[series], x[series])
+    return out
+
+
+def _log_gamma_series(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # terms fall at least like exp(-k^2 / 2a) for x < a + 1: 8 sqrt(a) of them leave < e^-32
+    k = np.arange(1, int(64 + 8 * np.sqrt(a.max())) + 1, dtype=np.float64)
+    log_terms = np.cumsum(np.log(x[:, None]) - np.log(a[:, None] + k[None, :]), axis=1)
+    log_sum = np.logaddexp(0.0, special.logsumexp(log_terms, axis=1))
+    return a * np.log(x) - x - special.gammaln(a + 1.0) + log_sum
+
+
+def log_ball_gaussian_integral(n, r) -> np.ndarray:
+    r"""Log of :math:`\int_{\lVert x\rVert \le r} e^{-\lVert x\rVert^2}\,dx = \pi^{n/2} P(n/2, r^2)`.
+
+    The radial integral :math:`S_{n-1}\int_0^r s^{n-1}e^{-s^2}ds` with :math:`u = s^2` is
+    :math:`\pi^{n/2}\gamma(n/2, r^2)/\Gamma(n/2)`. Always below :math:`\log V_n(r)`.
+    """
+    n = _dimensions(n)
+    r = _positive_array("r", r)
+    return 0.5 * n * np.log(np.pi) + log_lower_gamma_regularized(0.5 * n, r**2)
+
+
+def theory_radius(n) -> np.ndarray:
+    r"""The radius the argument uses, :math:`r = \sqrt{n / 2\pi e}` (where
+    :math:`V_n(r) \approx 1/\sqrt{\pi n}` by Stirling)."""
+    return np.sqrt(_dimensions(n) / (2.0 * np.pi * np.e))
+
+
+def loss_from_partition(Z) -> np.ndarray:
+    r"""The cross-entropy the argument predicts, :math:`L \approx \log Z + 1/Z`; minimal (= 1) at Z = 1."""
+    return np.log(_positive_array("Z", Z)) + 1.0 / np.asarray(Z, dtype=np.float64)
+
+
+def patterns_at_unit_partition(n, r=None, *, exact: bool = True) -> np.ndarray:
+    r"""Log of the number of patterns :math:`n_p` at which :math:`Z = n_p\,I_n(r) = 1`.
+
+    With ``exact=False``, :math:`I_n` is the volume bound :math:`V_n(r)` (the paper's argument,
+    :math:`\log n_p \approx \tfrac12\log(\pi n)` at the default radius); with ``exact=True`` it is the
+    exact ball integral :math:`\pi^{n/2}P(n/2, r^2)`. ``r`` defaults to :func:`theory_radius`. The
+    result is a natural log because the exact count overflows float64 for large ``n``.
+    """
+    radius = theory_radius(n) if r is None else r
+    integral = log_ball_gaussian_integral(n, radius) if exact else log_ball_volume(n, radius)
+    return -integral
+
+
+def _dimensions(n) -> np.ndarray:
+    arr = np.asarray(n)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"n must be a dimension (integer >= 1), got {n!r}")
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 1) or np.any(arr != np.round(arr)):
+        raise ValueError(f"n must contain integers >= 1, got {n!r}")
+    return arr.astype(np.float64)
+
+
+def _positive_array(name: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a positive real number or array, got {value!r}")
+    arr = arr.astype(np.float64)
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return arr

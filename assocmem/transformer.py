@@ -1,0 +1,400 @@
+r"""A small causal transformer, its training, its activations and the N-D experiment (chapter 6).
+
+The model is GPT-like: token embeddings plus learned positions, ``n_layers`` pre-norm blocks
+(``x + Attn(LN(x))`` then ``x + MLP(LN(x))``, causal multi-head attention, a GELU MLP of width
+``mlp_ratio * d_emb``), a final layer norm and an untied output head. [NBDH24] count the parameters
+of attention and feed-forward layers only, :math:`N \approx A\,l\,d_{emb}^2` (:math:`A = 12` here:
+:math:`4d^2` in attention, :math:`8d^2` in the MLP); :func:`parameter_counts` gives that count and
+the rest. Training (:func:`train_language_model`) checkpoints the model, the optimiser, the random
+state and the loss curves, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _validate as check
+from .corpora import Corpus, named_corpus
+from .sweep import experiment
+
+__all__ = [
+    "CausalTransformer",
+    "parameter_counts",
+    "sample_windows",
+    "evaluate_loss",
+    "TrainingRun",
+    "train_language_model",
+    "last_layer_activations",
+    "nearest_neighbour_distances",
+    "mean_squared_gap",
+    "balanced_data_size",
+    "nd_balance",
+    "loss_floor",
+]
+
+
+class CausalTransformer(nn.Module):
+    """A pre-norm causal transformer language model with learned positional embeddings.
+
+    Parameters
+    ----------
+    vocab_size, d_emb, n_layers, n_heads, context : int
+        Vocabulary size, embedding width (divisible by ``n_heads``), number of blocks, attention heads
+        and the longest sequence (number of learned positions).
+    mlp_ratio : int
+        Width of the hidden MLP layer in units of ``d_emb`` (4 as in GPT-2).
+    seed : int
+        Seed of the initialisation (a private ``torch.Generator``; the global RNG is not touched).
+    device, dtype :
+        Where and in which floating type the parameters live.
+    """
+
+    def __init__(self, vocab_size: int, d_emb: int = 64, n_layers: int = 2, n_heads: int = 4,
+                 context: int = 64, mlp_ratio: int = 4, *, seed: int = 0, device="cpu",
+                 dtype=torch.float32):
+        super().__init__()
+        self.vocab_size = check.positive_int("vocab_size", vocab_size, minimum=2)
+        self.d_emb = check.positive_int("d_emb", d_emb)
+        self.n_layers = check.positive_int("n_layers", n_layers)
+        self.n_heads = check.positive_int("n_heads", n_heads)
+        self.context = check.positive_int("context", context)
+        self.mlp_ratio = check.positive_int("mlp_ratio", mlp_ratio)
+        if d_emb % n_heads:
+            raise ValueError(f"d_emb must be divisible by n_heads, got d_emb={d_emb}, n_heads={n_heads}")
+        with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
+            self.token_embedding = nn.Embedding(vocab_size, d_emb)
+            self.position_embedding = nn.Embedding(context, d_emb)
+            self.blocks = nn.ModuleList(_Block(d_emb, n_heads, mlp_ratio) for _ in range(n_layers))
+            self.final_norm = nn.LayerNorm(d_emb)
+            self.head = nn.Linear(d_emb, vocab_size)
+        self._initialise(check.seed("seed", seed))
+        self.to(device=device, dtype=dtype)
+
+    def _initialise(self, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        residual_std = 0.02 / math.sqrt(2 * self.n_layers)
+        for name, param in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(param)
+            elif "norm" in name:
+                nn.init.ones_(param)
+            else:
+                std = residual_std if name.endswith(("out.weight", "down.weight")) else 0.02
+                with torch.no_grad():
+                    param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Last-layer activations: the final layer norm of the residual stream, ``(B, T, d_emb)``."""
+        tokens = self._check_tokens(tokens)
+        positions = torch.arange(tokens.shape[-1], device=tokens.device)
+        x = self.token_embedding(tokens) + self.position_embedding(positions)
+        for block in self.blocks:
+            x = block(x)
+        return self.final_norm(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``(B, T, vocab_size)``; the output at position t sees tokens ``<= t`` only."""
+        return self.head(self.hidden(tokens))
+
+    def _check_tokens(self, tokens) -> torch.Tensor:
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"tokens must be an integer torch.Tensor, got {type(tokens).__name__}")
+        if tokens.ndim != 2 or not 1 <= tokens.shape[1] <= self.context:
+            raise ValueError(f"tokens must have shape (batch, T) with 1 <= T <= context={self.context}, "
+                             f"got {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(f"tokens must lie in [0, {self.vocab_size - 1}]")
+        return tokens
+
+
+class _Block(nn.Module):
+    def __init__(self, d_emb: int, n_heads: int, mlp_ratio: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.attn_norm = nn.LayerNorm(d_emb)
+        self.qkv = nn.Linear(d_emb, 3 * d_emb)
+        self.out = nn.Linear(d_emb, d_emb)
+        self.mlp_norm = nn.LayerNorm(d_emb)
+        self.up = nn.Linear(d_emb, mlp_ratio * d_emb)
+        self.down = nn.Linear(mlp_ratio * d_emb, d_emb)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).split(width, dim=-1)
+        heads = [t.view(batch, length, self.n_heads, -1).transpose(1, 2) for t in (q, k, v)]
+        attended = F.scaled_dot_product_attention(*heads, is_causal=True)
+        x = x + self.out(attended.transpose(1, 2).reshape(batch, length, width))
+        return x + self.down(F.gelu(self.up(self.mlp_norm(x))))
+
+
+def parameter_counts(model: CausalTransformer) -> dict[str, int]:
+    r"""Parameters by part. ``"paper"`` = attention + feed-forward, the :math:`N` of [NBDH24]
+    (:math:`l\,(12 d^2 + 9d)` with biases for ``mlp_ratio = 4``); embeddings, norms and the head are
+    listed apart; ``"total"`` counts everything."""
+    if not isinstance(model, CausalTransformer):
+        raise TypeError(f"model must be a CausalTransformer, got {type(model).__name__}")
+    parts = {"attention": 0, "feedforward": 0, "embedding": 0, "norm": 0, "head": 0}
+    for name, param in model.named_parameters():
+        if ".qkv." in name or ".out." in name:
+            parts["attention"] += param.numel()
+        elif ".up." in name or ".down." in name:
+            parts["feedforward"] += param.numel()
+        elif "embedding" in name:
+            parts["embedding"] += param.numel()
+        elif "norm" in name:
+            parts["norm"] += param.numel()
+        else:
+            parts["head"] += param.numel()
+    parts["paper"] = parts["attention"] + parts["feedforward"]
+    parts["total"] = sum(p.numel() for p in model.parameters())
+    return parts
+
+
+def sample_windows(tokens, context: int, batch_size: int, generator: torch.Generator,
+                   device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of random windows: inputs ``tokens[s:s+context]`` and targets shifted by one."""
+    stream = _as_stream(tokens, context)
+    starts = torch.randint(0, len(stream) - context, (batch_size,), generator=generator)
+    return _windows(stream, starts, context, device)
+
+
+def _windows(stream: torch.Tensor, starts: torch.Tensor, context: int, device):
+    index = starts[:, None] + torch.arange(context + 1)[None, :]
+    chunk = stream[index].to(device)
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def _as_stream(tokens, context: int) -> torch.Tensor:
+    stream = torch.as_tensor(np.asarray(tokens), dtype=torch.int64)
+    if stream.ndim != 1 or len(stream) < context + 2:
+        raise ValueError(f"tokens must be a 1-D stream longer than context + 1 = {context + 1}, "
+                         f"got shape {tuple(stream.shape)}")
+    return stream
+
+
+@torch.no_grad()
+def evaluate_loss(model: CausalTransformer, tokens, *, n_windows: int = 64, min_position: int = 0,
+                  batch_size: int = 64) -> float:
+    r"""Mean next-token cross-entropy (nats) on ``n_windows`` evenly spaced windows of ``tokens``.
+
+    Only predictions at positions :math:`t \ge` ``min_position`` count, so each has at least that many
+    tokens of context (for the grammar, enough context to see an example boundary makes the best
+    achievable loss equal to the stream's entropy rate). Deterministic: no randomness.
+    """
+    n_windows = check.positive_int("n_windows", n_windows)
+    min_position = check.positive_int("min_position", min_position, minimum=0)
+    if min_position >= model.context:
+        raise ValueError(f"min_position must be < context={model.context}, got {min_position}")
+    stream = _as_stream(tokens, model.context)
+    starts = torch.linspace(0, len(stream) - model.context - 1, n_windows).long()
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for chunk in starts.split(check.positive_int("batch_size", batch_size)):
+        inputs, targets = _windows(stream, chunk, model.context, device)
+        logits = model(inputs)[:, min_position:]
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                 targets[:, min_position:].reshape(-1), reduction="sum").item()
+    model.train(was_training)
+    return total / (n_windows * (model.context - min_position))
+
+
+@dataclass
+class TrainingRun:
+    """Loss curves of a training run: at each evaluation ``step``, the loss on fixed training and
+    validation windows (``train_loss``, ``val_loss``), and the running mean of minibatch losses."""
+
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    batch_loss: list[float] = field(default_factory=list)
+
+    @property
+    def min_val_loss(self) -> float:
+        return min(self.val_loss)
+
+
+def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int = 1000,
+                         batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.0,
+                         train_tokens: int | None = None, eval_every: int = 100, eval_windows: int = 64,
+                         min_position: int = 0, seed: int = 0, checkpoint: str | os.PathLike | None = None,
+                         progress: bool = True) -> TrainingRun:
+    """Train ``model`` by AdamW on random windows of ``corpus.train`` and return its loss curves.
+
+    Parameters
+    ----------
+    train_tokens : int, optional
+        Use only the first ``train_tokens`` training tokens (the data size D of the N-D experiment).
+    eval_every, eval_windows, min_position :
+        Every ``eval_every`` steps (and at the end) evaluate :func:`evaluate_loss` on the training
+        stream and on ``corpus.validation``.
+    seed : int
+        Seeds the window sampler (the model's initialisation has its own seed).
+    checkpoint : path, optional
+        A file holding the model, the optimiser, the sampler state and the curves, rewritten
+        atomically at every evaluation; when it exists, training resumes from it.
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    steps = check.positive_int("steps", steps)
+    batch_size = check.positive_int("batch_size", batch_size)
+    lr = check.real("lr", lr, low=0.0, low_open=True)
+    weight_decay = check.real("weight_decay", weight_decay, low=0.0)
+    eval_every = check.positive_int("eval_every", eval_every)
+    if not isinstance(corpus, Corpus):
+        raise TypeError(f"corpus must be a Corpus, got {type(corpus).__name__}")
+    if corpus.vocab_size != model.vocab_size:
+        raise ValueError(f"corpus has {corpus.vocab_size} tokens but the model's vocab_size is "
+                         f"{model.vocab_size}")
+    train = corpus.train
+    if train_tokens is not None:
+        train = train[:check.positive_int("train_tokens", train_tokens, minimum=model.context + 2)]
+    stream = _as_stream(train, model.context)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(check.seed("seed", seed))
+    run, start = TrainingRun(), 0
+    settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                "train_tokens": len(stream), "seed": seed}
+    if checkpoint is not None and Path(checkpoint).exists():
+        run, start = _resume(checkpoint, model, optimizer, generator, settings)
+
+    def evaluate(step: int) -> None:
+        run.steps.append(step)
+        run.train_loss.append(evaluate_loss(model, stream, n_windows=eval_windows, min_position=min_position))
+        run.val_loss.append(evaluate_loss(model, corpus.validation, n_windows=eval_windows,
+                                          min_position=min_position))
+
+    if start == 0 and not run.steps:
+        evaluate(0)
+    model.train()
+    running = []
+    for step in tqdm(range(start + 1, steps + 1), initial=start, total=steps, disable=not progress,
+                     desc="training", unit="step"):
+        inputs, targets = sample_windows(stream, model.context, batch_size, generator, device)
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running.append(loss.item())
+        if step % eval_every == 0 or step == steps:
+            run.batch_loss.append(float(np.mean(running)))
+            running = []
+            evaluate(step)
+            if checkpoint is not None:
+                _save(checkpoint, model, optimizer, generator, settings, run, step)
+    return run
+
+
+def _save(path, model, optimizer, generator, settings, run, step) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "settings": settings, "run": asdict(run),
+                "step": step}, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path, model, optimizer, generator, settings) -> tuple[TrainingRun, int]:
+    state = torch.load(path, weights_only=False)
+    if state["settings"] != settings:
+        raise ValueError(f"checkpoint {path} was written with settings {state['settings']}, "
+                         f"not {settings}; remove it or pass another checkpoint path")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return TrainingRun(**state["run"]), state["step"]
+
+
+@torch.no_grad()
+def last_layer_activations(model: CausalTransformer, tokens, n_sequences: int, seed: int = 0) -> np.ndarray:
+    r"""Last-layer activations of ``n_sequences`` random windows, each flattened to one point of
+    :math:`\mathbb{R}^n`, :math:`n = T\,d_{emb}` (the embedded-sequence dimension of the theory).
+    Returns a float64 array ``(n_sequences, context * d_emb)``."""
+    n_sequences = check.positive_int("n_sequences", n_sequences)
+    generator = torch.Generator().manual_seed(check.seed("seed", seed))
+    device = next(model.parameters()).device
+    inputs, _ = sample_windows(tokens, model.context, n_sequences, generator, device)
+    was_training = model.training
+    model.eval()
+    hidden = torch.cat([model.hidden(chunk) for chunk in inputs.split(256)])
+    model.train(was_training)
+    return hidden.reshape(n_sequences, -1).double().cpu().numpy()
+
+
+def nearest_neighbour_distances(points) -> np.ndarray:
+    """Euclidean distance from each point (row) to its nearest other point, in float64."""
+    x = torch.as_tensor(np.asarray(points, dtype=np.float64))
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"points must have shape (m, n) with m >= 2, got {tuple(x.shape)}")
+    distances = torch.cdist(x, x)
+    distances.fill_diagonal_(math.inf)
+    return distances.min(dim=1).values.numpy()
+
+
+def mean_squared_gap(run: TrainingRun, last_fraction: float = 0.5) -> float:
+    r"""Mean of :math:`(L_{train}(t) - \min_s L_{val}(s))^2` over the last ``last_fraction`` of the
+    evaluations: how far the training loss stays from the best validation loss (the N-D rule)."""
+    fraction = check.real("last_fraction", last_fraction, low=0.0, high=1.0, low_open=True)
+    if not run.val_loss:
+        raise ValueError("run has no evaluations")
+    tail = np.asarray(run.train_loss[-max(1, round(fraction * len(run.train_loss))):])
+    return float(np.mean((tail - run.min_val_loss) ** 2))
+
+
+def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04) -> float:
+    r"""The paper's :math:`D^*`: the smallest data size whose mean squared gap (see
+    :func:`mean_squared_gap`) is at most :math:`\sigma^2`; ``nan`` when none is."""
+    sizes = check.int_array("data_sizes", data_sizes)
+    gaps = np.asarray(gaps, dtype=np.float64)
+    if gaps.shape != sizes.shape or not np.all(np.isfinite(gaps)):
+        raise ValueError(f"gaps must be finite with the shape of data_sizes {sizes.shape}, got {gaps.shape}")
+    sigma2 = check.real("sigma2", sigma2, low=0.0, low_open=True)
+    ok = np.sort(sizes[gaps <= sigma2])
+    return float(ok[0]) if ok.size else float("nan")
+
+
+@experiment("nd_balance")
+def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
+               context: int = 32, train_tokens: int = 16_384, steps: int = 400, batch_size: int = 16,
+               lr: float = 3e-3, eval_every: int = 25, eval_windows: int = 64, seed: int = 0) -> dict:
+    """One point of the N-D balance: train a model of width ``d_emb`` on the first ``train_tokens``
+    tokens of ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`) and report N (attention + feed-forward), the
+    final training loss, the minimum validation loss and the mean squared gap between them."""
+    data = named_corpus(corpus)
+    model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed)
+    run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
+                               train_tokens=train_tokens, eval_every=eval_every,
+                               eval_windows=eval_windows, seed=seed, progress=False)
+    return {"N": parameter_counts(model)["paper"], "final_train_loss": run.train_loss[-1],
+            "min_val_loss": run.min_val_loss, "gap": mean_squared_gap(run)}
+
+
+@experiment("loss_floor")
+def loss_floor(corpus: str = "grammar", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
+               context: int = 32, steps: int = 1500, batch_size: int = 16, lr: float = 1e-2,
+               eval_every: int = 100, eval_windows: int = 128, min_position: int = 24,
+               seed: int = 0) -> list[dict]:
+    """Train on ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`) towards its plateau; one row
+    per evaluation with the training and validation losses (predictions with at least
+    ``min_position`` tokens of context) and the corpus's exact entropy rate (``nan`` if unknown)."""
+    data = named_corpus(corpus)
+    model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed)
+    run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
+                               eval_every=eval_every, eval_windows=eval_windows,
+                               min_position=min_position, seed=seed, progress=False)
+    rate = float("nan") if data.entropy_rate is None else data.entropy_rate
+    return [{"step": s, "train_loss": tr, "val_loss": va, "entropy_rate": rate}
+            for s, tr, va in zip(run.steps, run.train_loss, run.val_loss, strict=True)]

@@ -1,0 +1,113 @@
+"""Offline corpora: the CPython English text and the Question-Formation grammar (assocmem.corpora)."""
+
+import itertools
+import math
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from assocmem import corpora
+
+TINY = {"DET": ("the", "a"), "N": ("newt", "yak"), "AUX": ("can", "will"), "V_I": ("swim",),
+        "V_T": ("see", "call"), "REL": ("who",), "P": ("near",)}
+
+
+def enumerate_sentences(grammar, symbol):
+    """Every (word tuple, probability) derivable from ``symbol``, by brute force."""
+    if symbol not in grammar.rules:
+        return [((symbol,), 1.0)]
+    out = []
+    for p, rhs in grammar.rules[symbol]:
+        for parts in itertools.product(*(enumerate_sentences(grammar, child) for child in rhs)):
+            words = tuple(w for part, _ in parts for w in part)
+            out.append((words, p * math.prod(q for _, q in parts)))
+    return out
+
+
+def test_entropy_rate_matches_brute_force_enumeration_on_a_tiny_grammar():
+    grammar = corpora.question_formation_grammar(p_relative=0.3, p_prepositional=0.2, p_transitive=0.4,
+                                                 words=TINY)
+    sentence_probs = defaultdict(float)
+    for words, p in enumerate_sentences(grammar, "S"):
+        sentence_probs[words] += p  # summing over derivations: ambiguity would show up here
+    probs = np.array(list(sentence_probs.values()))
+    assert probs.sum() == pytest.approx(1.0)
+    entropy = -np.sum(probs * np.log(probs))
+    length = sum(len(w) * p for w, p in sentence_probs.items())
+    assert grammar.derivation_entropy() == pytest.approx(entropy, rel=1e-12)
+    assert grammar.expected_length() == pytest.approx(length, rel=1e-12)
+    assert grammar.entropy_rate() == pytest.approx(entropy / (2 * length + 2), rel=1e-12)
+
+
+def test_sampled_examples_follow_the_enumerated_law():
+    grammar = corpora.question_formation_grammar(words=TINY)
+    law = defaultdict(float)
+    for words, p in enumerate_sentences(grammar, "S"):
+        law[words] += p
+    rng = np.random.default_rng(0)
+    examples = [grammar.sample_example(rng) for _ in range(20_000)]
+    counts = Counter(tuple(ex[:ex.index("quest")]) for ex in examples)
+    top = max(law, key=law.get)
+    assert counts[top] / len(examples) == pytest.approx(law[top], abs=0.01)
+    assert set(counts) <= set(law)
+
+
+def test_question_fronts_the_main_auxiliary():
+    grammar = corpora.question_formation_grammar()
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        example = grammar.sample_example(rng)
+        marker = example.index("quest")
+        declarative, question = example[:marker], example[marker + 1:-1]
+        assert example[-1] == "?" and len(question) == len(declarative)
+        # the main auxiliary is the first one not opening a relative clause ("who can swim")
+        main = next(i for i, w in enumerate(declarative)
+                    if w in corpora.AUXILIARIES and declarative[i - 1] not in corpora.RELATIVIZERS)
+        assert question[0] == declarative[main]
+        assert question[1:] == declarative[:main] + declarative[main + 1:]
+
+
+def test_default_grammar_has_68_tokens_and_a_stream_of_whole_examples():
+    grammar = corpora.question_formation_grammar()
+    assert len(grammar.vocabulary) == 68
+    corpus = corpora.grammar_corpus(n_train=2_000, n_validation=500, seed=3)
+    end = grammar.vocabulary.index("?")
+    assert corpus.train[-1] == end and corpus.validation[-1] == end
+    assert corpus.entropy_rate == pytest.approx(grammar.entropy_rate())
+    again = corpora.grammar_corpus(n_train=2_000, n_validation=500, seed=3)
+    np.testing.assert_array_equal(corpus.train, again.train)
+    assert not np.array_equal(corpus.train[:500], corpus.validation[:500])
+
+
+def test_english_corpus_is_the_cpython_text_split_deterministically():
+    chars = corpora.english_corpus("char", validation_fraction=0.1)
+    assert 400_000 < len(chars.train) + len(chars.validation) < 600_000
+    assert len(chars.validation) == pytest.approx(0.1 * (len(chars.train) + len(chars.validation)), abs=1)
+    text = corpora.english_text()
+    assert chars.decode(chars.train[:50]) == text[:50]
+    assert chars.decode(chars.validation[-20:]) == text[-20:]
+    raw = corpora.english_corpus("byte")
+    assert raw.vocab_size == 256 and raw.train.max() < 256
+
+
+@pytest.mark.parametrize("kwargs", [{"p_relative": 0.6, "p_prepositional": 0.5}, {"p_transitive": 1.0},
+                                    {"words": {"ADJ": ("big",)}},
+                                    {"words": {"N": ("newt",), "V_I": ("newt",)}},
+                                    {"words": {"N": ()}}])
+def test_invalid_grammar_parameters_raise(kwargs):
+    with pytest.raises(ValueError):
+        corpora.question_formation_grammar(**kwargs)
+
+
+def test_invalid_grammars_and_corpus_names_raise():
+    with pytest.raises(ValueError, match="acyclic"):
+        corpora.Grammar({"S": ((1.0, ("S",)),), "AUX_MAIN": ((1.0, ("can",)),)})
+    with pytest.raises(ValueError, match="summing to 1"):
+        corpora.Grammar({"S": ((0.5, ("a",)),), "AUX_MAIN": ((1.0, ("can",)),)})
+    with pytest.raises(ValueError, match="level"):
+        corpora.english_corpus("word")
+    with pytest.raises(ValueError, match="validation_fraction"):
+        corpora.english_corpus(validation_fraction=1.0)
+    with pytest.raises(ValueError, match="name"):
+        corpora.named_corpus("klingon")

@@ -1,0 +1,71 @@
+"""Ball volumes, the exact ball integral and the N = O(D^2) argument (assocmem.theory.volume)."""
+
+import numpy as np
+import pytest
+from scipy import special
+
+from assocmem.theory import volume
+
+
+def test_ball_volume_matches_low_dimensional_formulas():
+    r = 1.7
+    np.testing.assert_allclose(np.exp(volume.log_ball_volume([1, 2, 3], r)),
+                               [2 * r, np.pi * r**2, 4 / 3 * np.pi * r**3], rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_ball_integral_matches_monte_carlo(n):
+    r = 1.2
+    rng = np.random.default_rng(n)
+    samples = rng.uniform(-r, r, size=(400_000, n))
+    inside = np.sum(samples**2, axis=1) <= r**2
+    estimate = (2 * r) ** n * np.mean(np.where(inside, np.exp(-np.sum(samples**2, axis=1)), 0.0))
+    exact = np.exp(volume.log_ball_gaussian_integral(n, r))
+    assert exact == pytest.approx(estimate, rel=0.01)
+
+
+def test_ball_integral_closed_form_in_two_dimensions_and_the_bound():
+    r = np.array([0.3, 1.0, 2.5])
+    np.testing.assert_allclose(np.exp(volume.log_ball_gaussian_integral(2, r)),
+                               np.pi * (1 - np.exp(-r**2)), rtol=1e-12)
+    n = np.array([1, 10, 100, 10_000])
+    assert np.all(volume.log_ball_gaussian_integral(n, 2.0) < volume.log_ball_volume(n, 2.0))
+
+
+def test_log_incomplete_gamma_agrees_with_scipy_and_stays_finite():
+    a = np.array([0.5, 2.0, 10.0, 300.0, 300.0])
+    x = np.array([0.1, 2.5, 4.0, 100.0, 400.0])
+    np.testing.assert_allclose(volume.log_lower_gamma_regularized(a, x),
+                               np.log(special.gammainc(a, x)), rtol=1e-10)
+    deep = volume.log_lower_gamma_regularized(5e5, 5e5 / (np.pi * np.e))
+    assert np.isfinite(deep) and deep < -1e4  # scipy underflows to 0 here
+
+
+def test_volume_bound_gives_sqrt_pi_n_patterns_and_exact_integral_exponentially_more():
+    n = np.array([100, 1000, 100_000])
+    bound = volume.patterns_at_unit_partition(n, exact=False)
+    np.testing.assert_allclose(bound, 0.5 * np.log(np.pi * n), atol=0.01)
+    gap = volume.patterns_at_unit_partition(n) - bound
+    # the exact integral is smaller than the volume by about exp(-r^2) = exp(-n / 2 pi e)
+    np.testing.assert_allclose(gap / (n / (2 * np.pi * np.e)), 1.0, rtol=0.05)
+
+
+def test_loss_from_partition_is_minimal_at_one():
+    Z = np.array([0.5, 1.0, 2.0])
+    loss = volume.loss_from_partition(Z)
+    assert loss[1] == 1.0 and np.all(loss[[0, 2]] > 1.0)
+
+
+@pytest.mark.parametrize("call", [lambda: volume.log_ball_volume(0, 1.0),
+                                  lambda: volume.log_ball_volume(2.5, 1.0),
+                                  lambda: volume.log_ball_volume(3, -1.0),
+                                  lambda: volume.loss_from_partition(0.0),
+                                  lambda: volume.log_lower_gamma_regularized(1.0, np.nan)])
+def test_invalid_inputs_raise_value_error(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_non_numeric_input_raises_type_error():
+    with pytest.raises(TypeError):
+        volume.theory_radius("ten")
