@@ -512,34 +512,41 @@ class _FactorisedModel:
             self.C[:, M:] = torch.eye(N, dtype=self.E.dtype, device=self.E.device)
         self.normalise = False
 
-    def _forward(self):
-        raw = self.gram_UK @ self.C
-        norm2 = (self.C * (self.gram_K @ self.C)).sum(1)
+    def _forward(self, C: torch.Tensor):
+        """Raw scores ``U h``, layer-norm factor and logits for coefficient columns ``C`` (R, k, P)."""
+        raw = self.gram_UK @ C
+        if not self.p.layer_norm.any():
+            return raw, torch.ones_like(raw[:, 0]), raw
+        norm2 = (C * (self.gram_K @ C)).sum(1)
         r = torch.where(self.p.layer_norm[:, None], (norm2 + LAYER_NORM_EPS).rsqrt(),
                         torch.ones((), dtype=raw.dtype, device=raw.device))
         return raw, r, raw * r[:, None, :]
 
     def step(self, batch, lr: torch.Tensor) -> None:
+        """One step on the points ``idx`` (R, P): every product is ``k x P`` or ``P x N``, never ``d``."""
         idx, weights = batch
-        R, N = idx.shape[0], self.E.shape[1]
-        w = torch.zeros(R, N, dtype=self.E.dtype, device=self.E.device).scatter_add_(1, idx, weights)
-        raw, r, logits = self._forward()
-        target = _one_hot(self.p.labels, self.U.shape[1], logits.dtype).T
-        g = (torch.softmax(logits, dim=1) - target) * w[:, None, :]
-        M = g.shape[1]
+        M = self.U.shape[1]
+        cols = idx[:, None, :].expand(-1, self.C.shape[1], -1)
+        C = self.C.gather(2, cols)
+        raw, r, logits = self._forward(C)
+        target = _one_hot(self.p.labels[idx], M, logits.dtype).transpose(1, 2)
+        g = (torch.softmax(logits, dim=1) - target) * weights[:, None, :]
         proj = torch.where(self.p.layer_norm[:, None], r * r * (raw * g).sum(1), torch.zeros_like(r))
-        delta = -proj[:, None, :] * self.C
+        delta = -proj[:, None, :] * C
         delta[:, :M] += g
         delta = delta * r[:, None, :]
+        gram_rows = _batch_gather(self.gram_E, idx)
         scale = lr
         if self.normalise:
-            norm2 = ((self.gram_K @ delta) * (delta @ self.gram_E)).sum((1, 2))
+            pair = gram_rows.gather(2, idx[:, None, :].expand(-1, idx.shape[1], -1))
+            norm2 = ((delta.transpose(1, 2) @ self.gram_K @ delta) * pair).sum((1, 2))
             scale = lr / (norm2.clamp_min(0).sqrt() + _NORM_EPS)
-        self.A -= scale[:, None, None] * delta
-        self.C -= scale[:, None, None] * (delta @ self.gram_E)
+        step = scale[:, None, None] * delta
+        self.A.scatter_add_(2, cols, -step)
+        self.C -= step @ gram_rows
 
     def scores(self) -> torch.Tensor:
-        return self._forward()[2]
+        return self._forward(self.C)[2]
 
     def evaluate(self):
         return _evaluate(self.scores(), self.p)
