@@ -32,6 +32,7 @@ import torch
 from . import _validate as check
 from . import memory, zipf
 from .sweep import experiment
+from .theory import dynamics
 
 OPTIMIZERS = ("sgd", "nsgd", "adam", "sign")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -322,6 +323,49 @@ def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: i
                     W0=initial_memory(run_seeds, d, init=init, dtype=dtype, device=device),
                     method=method, keep_weights=keep_weights)
     return runs, trained
+
+
+def decoupled_comparison(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, batch_size: int = 1000,
+                         steps: int = 100, lr: float = 1.0, trials: int = 100, dtype=torch.float64,
+                         device="cpu") -> dict:
+    r"""Real mini-batch SGD from :math:`W_0 = 0` against the decoupled predictions (chapter 4).
+
+    Runs ``trials`` seeds of :func:`simulate` (plain SGD, recorded every step) and, on the same
+    batches, the two forms of :func:`assocmem.theory.dynamics.minibatch_q`; the predicted error
+    curve is the exact error (:func:`assocmem.memory.population_error`) of the outer-product memory
+    :math:`\sum_x q_t(x) u_{f_*(x)} e_x^\top` built with the same embeddings.
+
+    Returns
+    -------
+    dict
+        ``steps`` (``steps + 1``,); ``error`` (trials, steps + 1) of SGD; ``q`` (trials, N) learned
+        :math:`\hat q_T`; ``predicted_error[form]`` and ``predicted_q[form]`` likewise for each form;
+        ``probs``.
+    """
+    seeds = range(check.positive_int("trials", trials))
+    T = check.positive_int("batch_size", batch_size) * check.positive_int("steps", steps)
+    _, trained = simulate(N=N, M=M, alpha=alpha, d=d, T=T, batch_size=batch_size, lrs=(lr,), seeds=seeds,
+                          eval_every=1, dtype=dtype, device=device)
+    probs, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
+    tokens = np.stack([zipf.sample_tokens(N, alpha, T, seed) for seed in seeds])
+    counts = zipf.token_counts(tokens.reshape(trials, steps, batch_size), N)
+    E, U = run_embeddings(seeds, N, M, d, dtype=dtype, device=device)
+    out = {"steps": trained.steps, "error": trained.errors, "probs": probs,
+           "q": trained.stored_weights(labels).cpu().numpy(), "predicted_error": {}, "predicted_q": {}}
+    for form in dynamics.FORMS:
+        q = dynamics.minibatch_q(counts, lr, M, batch_size, form=form)
+        curve = [_memory_error(q[:, t], probs, labels, E, U) for t in range(steps + 1)]
+        out["predicted_error"][form] = np.stack(curve, 1)
+        out["predicted_q"][form] = q[:, -1]
+    return out
+
+
+def _memory_error(q: np.ndarray, probs, labels, E, U) -> np.ndarray:
+    """Error of the outer-product memories ``q`` (trials, N); an empty memory ties everywhere (error 1)."""
+    if not q.any():
+        return np.ones(q.shape[0])
+    q = torch.as_tensor(q, dtype=E.dtype, device=E.device)
+    return memory.population_error(q, probs, labels, E, U)[:, 0].cpu().numpy()
 
 
 @experiment("optimization_grid")
