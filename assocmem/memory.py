@@ -200,7 +200,7 @@ def scores(q, labels, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     labels = _labels(labels, E.shape[1], U.shape[1], E.device)
     q = _weights(q, E, n_grid=1)[:, 0]
     class_sums = _class_sums(q, labels, U.shape[1], E)
-    return U @ U.transpose(1, 2) @ (class_sums @ E.transpose(1, 2))
+    return _finite(U @ U.transpose(1, 2) @ (class_sums @ E.transpose(1, 2)))
 
 
 def signal_and_interference(q, labels, E: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,23 +280,30 @@ def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None
     labels = _labels(labels, N, M, E.device)
     p = torch.as_tensor(_probabilities(p, N=N, normalised=False), dtype=torch.float64, device=E.device)
     q = _weights(q, E, n_grid=len(d_grid))
-    accumulate = q.shape[1] == 1 and kind == "gaussian"
-    errors = torch.empty(trials, len(d_grid), dtype=torch.float64, device=E.device)
-    dot_sums, done = None, 0  # dot_sums[t, y, r] = V_y^T e_r over the coordinates [0, done)
+    weights = _effective_weights(q, E, d_grid, kind)                   # (trials, 1 or G, N)
+    class_weights = _one_hot(labels, M, E)[None, None] * weights[:, :, None, :]
+    support = torch.nonzero(weights.ne(0).any(0).any(0)).squeeze(1)     # tokens stored at all
+    if support.numel() <= N // 2:                                        # e.g. thresholds: few rows
+        class_weights, E_stored = class_weights[..., support], E[:, support]
+    else:
+        E_stored = E
+    n_weights = weights.shape[1]
+    dot_sums = torch.zeros(trials, n_weights, M, N, dtype=E.dtype, device=E.device)
+    class_scores = torch.empty(trials, len(d_grid), M, N, dtype=E.dtype, device=E.device)
+    start = 0
     for j, d in enumerate(d_grid):
-        start = done if accumulate else 0
-        U_d = U[:, :, :d]
-        weights = q[:, j if q.shape[1] > 1 else 0]
-        if kind == "sphere":
-            weights = weights / E[:, :, :d].norm(dim=-1)  # renormalised e_x (e_r's norm leaves the argmax)
-            U_d = U_d / U_d.norm(dim=-1, keepdim=True)
+        # coordinates [start, d) contribute to every grid point from j on: one product for all of them
+        live = j if n_weights > 1 else 0
+        rows = class_weights[:, live:].reshape(trials, -1, class_weights.shape[-1])
         block = E[:, :, start:d]
-        increment = _class_sums(weights, labels, M, block) @ block.transpose(1, 2)
-        dot_sums = increment if dot_sums is None or not accumulate else dot_sums + increment
-        done = d
-        class_scores = U_d @ U_d.transpose(1, 2) @ dot_sums
-        errors[:, j] = _weighted_misses(class_scores, labels, p)
-    return errors
+        increment = (rows @ E_stored[:, :, start:d]) @ block.transpose(1, 2)
+        dot_sums[:, live:] += increment.view(trials, n_weights - live, M, N)
+        start = d
+        U_d = U[:, :, :d]
+        if kind == "sphere":
+            U_d = U_d / U_d.norm(dim=-1, keepdim=True)
+        torch.matmul(U_d @ U_d.transpose(1, 2), dot_sums[:, live], out=class_scores[:, j])
+    return _weighted_misses(_finite(class_scores), labels, p)
 
 
 def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
@@ -356,20 +363,41 @@ def log_grid(low: int, high: int, n: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- internals
 
-def _class_sums(weights: torch.Tensor, labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
-    """:math:`V_y = \\sum_{x: f^*(x)=y} w(x) e_x` as one batched product, shape ``(trials, M, d)``."""
+def _one_hot(labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
+    r"""The ``M x N`` class-membership matrix :math:`\mathbf{1}[f^*(x) = y]` in E's dtype."""
     one_hot = torch.zeros(M, labels.numel(), dtype=E.dtype, device=E.device)
     one_hot[labels, torch.arange(labels.numel(), device=E.device)] = 1
-    return (one_hot[None] * weights[:, None, :]) @ E
+    return one_hot
+
+
+def _class_sums(weights: torch.Tensor, labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
+    r""":math:`V_y = \sum_{x: f^*(x)=y} w(x) e_x` as one batched product, shape ``(trials, M, d)``."""
+    return (_one_hot(labels, M, E)[None] * weights[:, None, :]) @ E
+
+
+def _effective_weights(q: torch.Tensor, E: torch.Tensor, d_grid: list[int], kind: str) -> torch.Tensor:
+    r"""Weights that absorb the renormalisation of truncated sphere embeddings:
+    :math:`q_d(x) / \|e_x[:d]\|` (the norm of :math:`e_r` scales all of r's scores, so it is dropped).
+    Gaussian rescaling is one factor for all scores and is dropped as well."""
+    if kind == "gaussian":
+        return q
+    squared_norms, start = torch.zeros_like(E[:, :, 0]), 0
+    inverse_norms = []
+    for d in d_grid:
+        squared_norms = squared_norms + torch.linalg.vector_norm(E[:, :, start:d], dim=-1) ** 2
+        inverse_norms.append(squared_norms.rsqrt())
+        start = d
+    return q * torch.stack(inverse_norms, dim=1)
 
 
 def _weighted_misses(class_scores: torch.Tensor, labels: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """:math:`\\sum_r p(r)\\,\\mathbf{1}[s_{f^*(r)}(r) \\le \\max_{y \\ne f^*(r)} s_y(r)]` per trial."""
-    index = labels[None, None, :].expand(class_scores.shape[0], 1, -1)
-    true_score = class_scores.gather(1, index)
-    others = class_scores.scatter(1, index, float("-inf")).amax(dim=1, keepdim=True)
-    missed = (true_score <= others).squeeze(1)
-    return (missed.to(torch.float64) * p).sum(-1)
+    r""":math:`\sum_r p(r)\,\mathbf{1}[s_{f^*(r)}(r) \le \max_{y \ne f^*(r)} s_y(r)]` for scores of
+    shape ``(..., M, N)``; returns shape ``(...)`` in float64."""
+    index = labels.expand(*class_scores.shape[:-2], 1, -1)
+    true_score = class_scores.gather(-2, index)
+    others = class_scores.scatter(-2, index, float("-inf")).amax(dim=-2, keepdim=True)
+    missed = (true_score <= others).squeeze(-2)
+    return missed.to(torch.float64) @ p
 
 
 def _check_embeddings(E, U) -> tuple[torch.Tensor, torch.Tensor]:
@@ -383,9 +411,15 @@ def _check_embeddings(E, U) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"E and U must share trials and d: got E {tuple(E.shape)}, U {tuple(U.shape)}")
     if E.dtype != U.dtype or E.device != U.device:
         raise ValueError(f"E and U must share dtype and device, got {E.dtype}/{E.device} and {U.dtype}/{U.device}")
-    if not (torch.isfinite(E).all() and torch.isfinite(U).all()):
-        raise ValueError("E and U must be finite")
     return E, U
+
+
+def _finite(class_scores: torch.Tensor) -> torch.Tensor:
+    """Scores are checked instead of the (much larger) embeddings: a NaN or inf anywhere in E, U
+    or q reaches them, and would otherwise be read as a silent miss or hit."""
+    if not torch.isfinite(class_scores).all():
+        raise ValueError("scores are not finite: E, U and q must be finite (and not overflow)")
+    return class_scores
 
 
 def _check_float_dtype(dtype, name: str = "dtype") -> None:
