@@ -294,7 +294,7 @@ def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None
     for j, d in enumerate(d_grid):
         # coordinates [start, d) contribute to every grid point from j on: one product for all of them
         live = j if n_weights > 1 else 0
-        rows = class_weights[:, live:].reshape(trials, -1, class_weights.shape[-1])
+        rows = class_weights[:, live:].reshape(trials, (n_weights - live) * M, class_weights.shape[-1])
         block = E[:, :, start:d]
         increment = (rows @ E_stored[:, :, start:d]) @ block.transpose(1, 2)
         dot_sums[:, live:] += increment.view(trials, n_weights - live, M, N)

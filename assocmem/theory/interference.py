@@ -154,18 +154,17 @@ def _probability_correct(mean, var_true, var_wrong, labels) -> np.ndarray:
     r""":math:`E_z \prod_{y \ne k} \Phi((\mu + \sigma_k z)/\sigma_y)` per token (quadrature on ``_Z``).
 
     Tokens sharing their moments (e.g. all unstored tokens of one class) are computed once."""
-    moments = np.column_stack([mean, var_true, var_wrong])
+    moments = np.column_stack([labels, mean, var_true, var_wrong])
     unique, inverse = np.unique(moments, axis=0, return_inverse=True)
-    mean, var_true, var_wrong = unique[:, 0], unique[:, 1], unique[:, 2:]
+    labels, mean, var_true, var_wrong = unique[:, 0].astype(np.int64), unique[:, 1], unique[:, 2], unique[:, 3:]
     true_scores = mean[:, None] + np.sqrt(var_true)[:, None] * _Z[None, :]          # (tokens, Z)
     product = np.ones_like(true_scores)
     sigma_wrong = np.sqrt(var_wrong)
-    is_true = var_wrong == 0
     for y in range(var_wrong.shape[1]):
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = true_scores / sigma_wrong[:, y][:, None]
         ratio = np.nan_to_num(ratio, nan=-np.inf)                                   # 0/0: a tie, lost
-        product *= np.where(is_true[:, y][:, None], 1.0, special.ndtr(ratio))
+        product *= np.where((labels == y)[:, None], 1.0, special.ndtr(ratio))
     return (product @ _Z_WEIGHTS)[inverse.ravel()]
 
 
