@@ -1,7 +1,7 @@
-"""Command line: list the registered experiments and run grids of them.
+"""Command line: list the registered experiments and run grids of them::
 
     python -m assocmem list
-    python -m assocmem run interference_error --grid d=log:10:1000:20 --grid seed=0:10 \\
+    python -m assocmem run interference_error_vs_d --grid d_max=1000 --grid seed=0:10 \\
         --executor processes --workers 8 --out results.csv
 
 Exit codes: 0 success, 2 bad usage or input (the message names the option), 1 an experiment failed,
