@@ -32,7 +32,8 @@ class UsageError(ValueError):
 def parse_axis(spec: str, defaults: dict) -> tuple[str, list]:
     """``name=v1,v2,...``, ``name=start:stop[:step]`` (integers, stop excluded) or
     ``name=log:start:stop:num`` (``num`` log-spaced values, rounded and deduplicated when the ends
-    are integers). Values take the type of the parameter's default."""
+    are integers). Values take the type of the parameter's default; tuple parameters take
+    ``+``-separated items (``lrs=0.1+1,10+100`` is an axis of two tuples)."""
     name, sep, values = spec.partition("=")
     name = name.strip()
     if not sep or not name or not values:
@@ -46,12 +47,13 @@ def parse_axis(spec: str, defaults: dict) -> tuple[str, list]:
         elif ":" in values and "," not in values:
             axis = list(range(*[int(v) for v in values.split(":")]))
         else:
-            axis = [_coerce(v.strip(), defaults[name]) for v in values.split(",")]
+            axis = [v.strip() for v in values.split(",")]
+        axis = [_coerce(v, defaults[name]) for v in axis]
     except ValueError as error:
         raise UsageError(f"--grid {name}: cannot read {values!r} ({error})") from None
     if not axis:
         raise UsageError(f"--grid {name}: {values!r} gives no values")
-    return name, [_coerce(v, defaults[name]) if not isinstance(v, str) else v for v in axis]
+    return name, axis
 
 
 def _logspace(start: str, stop: str, num: int) -> list:
@@ -65,7 +67,11 @@ def _logspace(start: str, stop: str, num: int) -> list:
 
 
 def _coerce(value, default):
-    """Read ``value`` with the type of the parameter's ``default`` (bool, int, float or str)."""
+    """Read ``value`` with the type of the parameter's ``default`` (bool, int, float or str; a tuple
+    parameter takes ``+``-separated items, e.g. ``lrs=0.1+1+10``)."""
+    if isinstance(default, (tuple, list)):
+        item = default[0] if default else ""
+        return tuple(_coerce(v, item) for v in str(value).split("+"))
     if isinstance(default, bool):
         if str(value).lower() in {"true", "1", "yes"}:
             return True
@@ -99,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "interrupted run resumes where it stopped.")
     run.add_argument("experiment", help="name of a registered experiment (see `list`)")
     run.add_argument("--grid", action="append", default=[], metavar="NAME=VALUES",
-                     help="an axis: d=10,100,1000 | seed=0:10 | d=log:10:1000:20 (repeatable)")
+                     help="an axis: d=10,100,1000 | seed=0:10 | d=log:10:1000:20 | lrs=0.1+1,10+100 "
+                          "(repeatable)")
     run.add_argument("--executor", choices=EXECUTORS, default="serial", help="where points run (default serial)")
     run.add_argument("--workers", type=int, help="worker processes (processes, local dask cluster)")
     run.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786")

@@ -31,10 +31,12 @@ def test_run_writes_the_table_and_a_summary(tmp_path, capsys):
 
 @pytest.mark.parametrize("spec, expected", [
     ("x=1,2,3", [1, 2, 3]), ("x=0:10:4", [0, 4, 8]), ("x=log:10:1000:3", [10, 100, 1000]),
-    ("delay=0.5,1e-3", [0.5, 0.001]), ("x=4.0", [4]),
+    ("delay=0.5,1e-3", [0.5, 0.001]), ("x=4.0", [4]), ("flag=true,no", [True, False]),
+    ("lrs=0.1+1,10", [(0.1, 1.0), (10.0,)]), ("name=a,b", ["a", "b"]),
 ])
 def test_grid_axes(spec, expected):
-    assert parse_axis(spec, {"x": 0, "delay": 0.2})[1] == expected
+    defaults = {"x": 0, "delay": 0.2, "flag": False, "lrs": (1.0, 2.0), "name": "z"}
+    assert parse_axis(spec, defaults)[1] == expected
 
 
 @pytest.mark.parametrize("args, message", [
@@ -45,6 +47,7 @@ def test_grid_axes(spec, expected):
     (["run", "fixture_slow", "--grid", "x=5:1"], "--grid x: '5:1' gives no values"),
     (["run", "fixture_slow", "--grid", "delay=nan"], "--grid delay: cannot read 'nan'"),
     (["run", "fixture_slow", "--grid", "x=log:0:10:3"], "--grid x: cannot read"),
+    (["run", "fixture_slow", "--grid", "x=1+2"], "--grid x: cannot read '1+2'"),
     (["run", "fixture_slow", "--device", "cpu"], "--device: experiment 'fixture_slow' has no device parameter"),
     (["run", "fixture_torch_stats", "--device", "cuda:7"], "--device 'cuda:7' is not available here"),
     (["run", "fixture_slow", "--threads", "0"], "--threads must be >= 1"),
