@@ -40,6 +40,7 @@ MODELS = ("W", "learned")
 LAYER_NORM_EPS = 1e-6
 _NORM_EPS = 1e-12
 _W0_STREAM = 2  # memory.embeddings streams 0 and 1 are E and U
+MAX_PROGRAM_FLOATS = 2 ** 25  # entries of one R x d x d tensor in a batched grid program (128 MiB in float32)
 
 
 @dataclass
@@ -376,15 +377,24 @@ def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimiz
     """One cell of the paper's training grid (chapter 4): ``trials`` seeds x ``lrs`` x ``layer_norms``
     runs trained together; one row per run with its final population error.
 
+    The runs go in as few batched programs as keep each ``R x d x d`` tensor under
+    ``MAX_PROGRAM_FLOATS`` entries (all of them at once up to ``d`` of a few hundred).
     The full grid of the paper (40,320 runs) is ``d in {10, 20, 50, 100, 200, 500, 1000}``,
     ``T in {1024, 10240, 102400}``, ``batch_size in {16, 64, 256, 1024}``, ``optimizer in {sgd, adam}``,
     ``model in {W, learned}`` with the defaults for the rest.
     """
-    runs, trained = simulate(N=N, M=M, alpha=alpha, d=d, T=T, batch_size=batch_size, lrs=lrs,
-                             seeds=range(trials), layer_norms=layer_norms, optimizer=optimizer,
-                             model=model, init=init, device=device)
-    return [{**run, "error": float(err), "diverged": bool(np.isnan(err))}
-            for run, err in zip(runs, trained.errors[:, -1], strict=True)]
+    trials = check.positive_int("trials", trials)
+    per_seed = len(lrs) * len(layer_norms)
+    seeds_per_program = max(1, MAX_PROGRAM_FLOATS // (per_seed * d * d))
+    rows = []
+    for first in range(0, trials, seeds_per_program):
+        runs, trained = simulate(N=N, M=M, alpha=alpha, d=d, T=T, batch_size=batch_size, lrs=lrs,
+                                 seeds=range(first, min(trials, first + seeds_per_program)),
+                                 layer_norms=layer_norms, optimizer=optimizer, model=model, init=init,
+                                 device=device)
+        rows += [{**run, "error": float(err), "diverged": bool(np.isnan(err))}
+                 for run, err in zip(runs, trained.errors[:, -1], strict=True)]
+    return rows
 
 
 # --- internals -------------------------------------------------------------------------------------
