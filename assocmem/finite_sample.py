@@ -41,6 +41,7 @@ __all__ = [
     "joint_error",
     "threshold_error",
     "best_threshold",
+    "more_data_hurts",
     "joint_experiment",
     "overflow_experiment",
     "best_threshold_experiment",
@@ -142,7 +143,9 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
         Random embeddings, or the standard bases (inputs :math:`e_x`, outputs :math:`u_y`; needs
         ``min(d_grid) >= N``), the orthogonal memory of the exact identity of chapter 3.
     max_bytes : int
-        Bound on the embeddings held at once; trials are processed in chunks (same numbers).
+        Bound on the embeddings held at once. Each (trial, weighting) pair is one batch entry of a single
+        :func:`assocmem.memory.population_error` call (the trial's embeddings repeated), in chunks of
+        pairs within this bound; the numbers do not depend on the chunking.
 
     Returns
     -------
@@ -156,19 +159,28 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     if weights.ndim not in (3, 4) or (weights.ndim == 4 and weights.shape[2] != d_grid.size):
         raise ValueError(f"weights must have shape (trials, G, N) or (trials, G, len(d_grid)={d_grid.size}, N), "
                          f"got {weights.shape}")
-    trials, N = weights.shape[0], weights.shape[-1]
+    trials, n_weights, N = weights.shape[0], weights.shape[1], weights.shape[-1]
     D = int(d_grid.max())
     if kind == "orthonormal" and d_grid.min() < N:
         raise ValueError(f"kind='orthonormal' needs every d >= N={N}, got min(d_grid)={d_grid.min()}")
-    chunk = max(1, max_bytes // ((N + M) * D * torch.empty((), dtype=dtype).element_size()))
-    errors = np.empty((trials, weights.shape[1], d_grid.size))
-    for first in range(0, trials, chunk):
-        size = min(chunk, trials - first)
+    # Every (trial, weighting) pair becomes one batch entry of a single population_error call, its
+    # embeddings repeated; a chunk holds as many pairs as max_bytes of embeddings allows.
+    bytes_per_pair = (N + M) * D * torch.empty((), dtype=dtype).element_size()
+    pairs_per_chunk = max(1, max_bytes // bytes_per_pair)
+    trials_per_chunk = max(1, pairs_per_chunk // n_weights)
+    weights_per_chunk = min(n_weights, pairs_per_chunk)
+    errors = np.empty((trials, n_weights, d_grid.size))
+    for first in range(0, trials, trials_per_chunk):
+        size = min(trials_per_chunk, trials - first)
         E, U = _embeddings(kind, N, M, D, seed, size, first, dtype, device)
-        for g in range(weights.shape[1]):
-            errors[first:first + size, g] = memory.population_error(
-                weights[first:first + size, g], p, labels, E, U, d_grid,
-                kind="gaussian" if kind == "orthonormal" else kind).cpu().numpy()
+        for g in range(0, n_weights, weights_per_chunk):
+            block = weights[first:first + size, g:g + weights_per_chunk]
+            repeats = block.shape[1]
+            result = memory.population_error(
+                block.reshape(size * repeats, *block.shape[2:]), p, labels,
+                E.repeat_interleave(repeats, dim=0), U.repeat_interleave(repeats, dim=0), d_grid,
+                kind="gaussian" if kind == "orthonormal" else kind)
+            errors[first:first + size, g:g + repeats] = result.cpu().numpy().reshape(size, repeats, -1)
     return errors
 
 
@@ -214,6 +226,32 @@ def best_threshold(errors, P_grid) -> np.ndarray:
         raise ValueError(f"errors must have shape (trials, len(P_grid)={P_grid.size}, len(d_grid)), "
                          f"got {errors.shape}")
     return P_grid[errors.mean(axis=0).argmin(axis=0)]
+
+
+def more_data_hurts(errors, *, z: float = 2.0) -> np.ndarray:
+    r"""Where a memory is worse than the same memory built from fewer samples, beyond the noise.
+
+    With errors of shape ``(trials, len(T_grid), len(d_grid))`` (nested in ``T``, as from
+    :func:`joint_error`), the cell ``(i, j)`` is marked when the mean error exceeds the best mean error
+    over the smaller sample sizes by more than ``z`` standard errors of its difference across trials:
+
+    .. math:: \bar{\mathcal{E}}(T_i, d_j) - \bar{\mathcal{E}}(T_{i'}, d_j) > z\,\mathrm{se}_{i,i'}, \qquad
+              i' = \arg\min_{i' \le i} \bar{\mathcal{E}}(T_{i'}, d_j).
+
+    Returns a boolean array of shape ``(len(T_grid), len(d_grid))``.
+    """
+    z = check.real("z", z, low=0.0)
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.ndim != 3 or errors.shape[0] < 2:
+        raise ValueError(f"errors must have shape (trials >= 2, len(T_grid), len(d_grid)), got {errors.shape}")
+    mean = errors.mean(axis=0)
+    hurts = np.zeros(mean.shape, dtype=bool)
+    for i in range(1, mean.shape[0]):
+        best = mean[: i + 1].argmin(axis=0)                                   # per d
+        gap = errors[:, i] - np.take_along_axis(errors, best[None, None], axis=1)[:, 0]
+        standard_error = gap.std(axis=0, ddof=1) / np.sqrt(errors.shape[0])
+        hurts[i] = gap.mean(axis=0) > z * standard_error
+    return hurts
 
 
 # --------------------------------------------------------------------------- sweep experiments

@@ -141,6 +141,24 @@ def test_best_threshold_reads_the_argmin_of_the_mean():
     assert np.array_equal(fs.best_threshold(errors, [1, 5, 9]), [5, 1])
 
 
+def test_more_data_hurts_marks_significant_rises_over_the_best_smaller_T():
+    rng = np.random.default_rng(0)
+    curves = np.array([[0.5, 0.5], [0.3, 0.4], [0.2, 0.4], [0.4, 0.4], [0.2005, 0.3995]])  # (T, d)
+    errors = curves[None] + 0.01 * rng.standard_normal((50, 5, 2))
+    hurts = fs.more_data_hurts(errors)
+    assert hurts.shape == (5, 2)
+    assert np.array_equal(hurts[:, 0], [False, False, False, True, False])  # 0.4 after 0.2: worse; 0.2005: noise
+    assert not hurts[:, 1].any()
+    assert not fs.more_data_hurts(errors, z=1000).any()
+
+
+def test_storing_every_seen_token_gets_worse_with_data_for_a_heavy_tail_in_a_small_memory():
+    T_grid = [30, 3000]
+    errors = fs.joint_error(100, 1.0, [12, 1000], T_grid, scheme="seen", trials=20, seed=0)
+    hurts = fs.more_data_hurts(errors)
+    assert hurts[1, 0] and not hurts[1, 1]
+
+
 # --------------------------------------------------------------------------- experiments
 
 def test_experiments_are_registered_and_return_tidy_rows():
@@ -181,6 +199,8 @@ def test_sweep_runs_an_experiment_point():
     (lambda: fs.error_grid(np.ones((1, 1, 3)), [0.5, 0.5, 0.0], [0, 1, 0], 2, [3], 0, kind="unit"), ValueError),
     (lambda: fs.joint_error(10, 1.0, [5], [10], scheme="top", trials=1, seed=-1), ValueError),
     (lambda: fs.best_threshold(np.zeros((1, 2, 1)), [1, 2, 3]), ValueError),
+    (lambda: fs.more_data_hurts(np.zeros((1, 2, 1))), ValueError),
+    (lambda: fs.more_data_hurts(np.zeros((2, 2, 1)), z=-1), ValueError),
 ])
 def test_invalid_inputs_raise_named_errors(call, error):
     with pytest.raises(error):
