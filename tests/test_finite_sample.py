@@ -154,7 +154,7 @@ def test_more_data_hurts_marks_significant_rises_over_the_best_smaller_T():
 
 def test_storing_every_seen_token_gets_worse_with_data_for_a_heavy_tail_in_a_small_memory():
     T_grid = [30, 3000]
-    errors = fs.joint_error(100, 1.0, [12, 1000], T_grid, scheme="seen", trials=20, seed=0)
+    errors = fs.joint_error(100, 1.0, [16, 1000], T_grid, scheme="seen", trials=60, seed=0)
     hurts = fs.more_data_hurts(errors)
     assert hurts[1, 0] and not hurts[1, 1]
 
