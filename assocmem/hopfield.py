@@ -34,7 +34,7 @@ from .theory import hopfield as theory
 from .zipf import mod_labels
 
 __all__ = [
-    "random_sign_patterns", "sphere_patterns", "clustered_patterns", "flip_bits",
+    "FIXED_POINT_KINDS", "random_sign_patterns", "sphere_patterns", "clustered_patterns", "flip_bits",
     "hebbian_weights", "classical_energy", "classical_update",
     "dense_energy", "dense_update", "SignRetrieval", "sign_retrieval", "dense_capacity",
     "thresholded_memory_scores", "thresholded_memory_error", "thresholded_memory_capacity",
@@ -565,23 +565,26 @@ def global_energy(layer_energies, dim: int = -1) -> torch.Tensor:
 # ------------------------------------------------------------------------------ sweep experiments
 @experiment("hopfield_dense_capacity")
 def dense_capacity_experiment(d: int = 64, a: int = 2, error: float = 0.01, trials: int = 8,
-                              probes: int = 32, seed: int = 0) -> dict:
+                              probes: int = 32, seed: int = 0, device: str = "cpu") -> dict:
     """Measured one-step capacity of the dense memory F(x) = x^a at dimension d, against the
     signal-to-noise prediction d^(a-1) / ((2a-3)!! z^2)."""
-    measured = dense_capacity([d], a, error=error, trials=trials, probes=probes, seed=seed)[:, 0]
+    measured = dense_capacity([d], a, error=error, trials=trials, probes=probes, seed=seed, device=device)[:, 0]
     return {"capacity": float(measured.mean()), "capacity_std": float(measured.std()),
             "predicted": float(theory.dense_capacity_at_error(d, a, error))}
 
 
 @experiment("hopfield_modern_capacity")
 def modern_capacity_experiment(d: int = 12, beta: float = 1.0, K: float = 1.0, failure: float = 0.01,
+                               tolerance: float = 0.1,
                                max_patterns: int = 2**16, trials: int = 4, probes: int = 64,
-                               seed: int = 0) -> dict:
+                               seed: int = 0, device: str = "cpu") -> dict:
     """Measured one-step capacity of the modern Hopfield network with patterns on the sphere of
-    radius K sqrt(d-1) (the setting of [R20], Theorem 3)."""
-    measured = modern_capacity([d], beta=beta, K=K, failure=failure, max_patterns=max_patterns,
-                               trials=trials, probes=probes, seed=seed)[:, 0]
-    return {"capacity": float(measured.mean()), "capacity_std": float(measured.std())}
+    radius K sqrt(d-1) (the setting of [R20], Theorem 3), against the mean-field scale."""
+    measured = modern_capacity([d], beta=beta, K=K, failure=failure, tolerance=tolerance,
+                               max_patterns=max_patterns, trials=trials, probes=probes, seed=seed,
+                               device=device)[:, 0]
+    return {"capacity": float(measured.mean()), "capacity_std": float(measured.std()),
+            "mean_field": float(theory.modern_capacity_scale(d, beta=beta, K=K, tolerance=tolerance))}
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -695,7 +698,7 @@ def _crossing(grid: np.ndarray, values: np.ndarray, level: float, name: str) -> 
     above = np.nonzero(values >= level)[0]
     if above.size == 0 or above[0] == 0:
         raise ValueError(f"the measured curve does not cross {name}={level} inside the grid "
-                         f"[{grid[0]}, {grid[-1]}]; widen the grid (max_patterns) or change {name}")
+                         f"[{grid[0]}, {grid[-1]}]; change the dimensions, the grid (max_patterns) or {name}")
     hi = above[0]
     lo = hi - 1
     x0, x1 = np.log(grid[lo]), np.log(grid[hi])
