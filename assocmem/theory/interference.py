@@ -17,7 +17,8 @@ from scipy import special
 
 from .. import _validate as check
 
-__all__ = ["SCHEMES", "scheme_exponent", "threshold_rule_error", "score_moments", "predicted_error"]
+__all__ = ["SCHEMES", "scheme_exponent", "threshold_rule_error", "score_moments", "predicted_error",
+           "token_error_probability"]
 
 SCHEMES = ("uniform", "power", "threshold")
 
@@ -127,16 +128,21 @@ def predicted_error(q, p, labels, d_grid, M: int | None = None, *, kind: str = "
     """
     p, d_grid = _probabilities(p), _grid(d_grid)
     q = _weights_per_d(q, p.size, d_grid.size)
+    return np.array([p @ token_error_probability(q[j], labels, int(d), M, kind=kind, norm_nodes=norm_nodes)
+                     for j, d in enumerate(d_grid)])
+
+
+def token_error_probability(q, labels, d: int, M: int | None = None, *, kind: str = "gaussian",
+                            norm_nodes: int = 8) -> np.ndarray:
+    r"""Per-token probability of a wrong recall at dimension ``d`` in the Gaussian model of
+    :func:`predicted_error` (shape ``(N,)``); :func:`predicted_error` is its ``p``-weighted sum."""
     labels = check.int_array("labels", labels, minimum=0)
     norm_nodes = check.positive_int("norm_nodes", norm_nodes)
-    errors = np.empty(d_grid.size)
-    for j, d in enumerate(d_grid):
-        correct = 0.0
-        for n_u, weight in zip(*_output_norm_law(int(d), kind, norm_nodes), strict=True):
-            mean, var_true, var_wrong = score_moments(q[j], labels, int(d), M, kind=kind, output_norm=n_u)
-            correct = correct + weight * _probability_correct(mean, var_true, var_wrong, labels)
-        errors[j] = p @ (1 - correct)
-    return errors
+    correct = 0.0
+    for n_u, weight in zip(*_output_norm_law(d, kind, norm_nodes), strict=True):
+        mean, var_true, var_wrong = score_moments(q, labels, d, M, kind=kind, output_norm=n_u)
+        correct = correct + weight * _probability_correct(mean, var_true, var_wrong, labels)
+    return 1 - correct
 
 
 def _output_norm_law(d: int, kind: str, nodes: int) -> tuple[np.ndarray, np.ndarray]:
