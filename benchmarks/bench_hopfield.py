@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from assocmem import hopfield as hf
 
@@ -42,6 +43,7 @@ def best_of(fn, repeats: int = 3) -> tuple[float, object]:
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # like the numpy loop; tiny kernels only lose to thread oversubscription
     patterns = hf.random_sign_patterns(K, D, trials=TRIALS, seed=SEED).numpy()
     fast_time, fast = best_of(lambda: hf.sign_retrieval([K], D, a=A, steps=1, trials=TRIALS, probes=PROBES,
                                                         seed=SEED).wrong_bits[:, 0])
