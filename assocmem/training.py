@@ -40,6 +40,7 @@ MODELS = ("W", "learned")
 LAYER_NORM_EPS = 1e-6
 _NORM_EPS = 1e-12
 _W0_STREAM = 2  # memory.embeddings streams 0 and 1 are E and U
+FUSED_ADAM_MIN_SIZE = 128 * 128  # entries of one run's W from which a per-run fused Adam call pays
 MAX_PROGRAM_FLOATS = 2 ** 25  # entries of one R x d x d tensor in a batched grid program (128 MiB in float32)
 
 
@@ -630,6 +631,9 @@ class _Optimizer:
 
     def update(self, params, grads, lr: torch.Tensor) -> None:
         self.t += 1
+        if self.name == "adam" and params[0][0].numel() >= FUSED_ADAM_MIN_SIZE and hasattr(torch, "_fused_adam_"):
+            self._fused_adam(params, grads, lr)
+            return
         for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
             rate = lr.view(-1, *([1] * (param.ndim - 1)))
             if self.name == "sgd":
@@ -649,3 +653,13 @@ class _Optimizer:
         v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         denom = v.sqrt().div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps).div_(rate)
         param.addcdiv_(m, denom, value=-1 / (1 - b1 ** self.t))
+
+    def _fused_adam(self, params, grads, lr: torch.Tensor) -> None:
+        """The same update with torch's fused Adam kernel (one pass over each tensor), one call per run
+        because the kernel takes one step size; worth it when a run's memory is large."""
+        step = torch.full((), float(self.t), device=params[0].device)
+        b1, b2 = self.betas
+        for r, rate in enumerate(lr.tolist()):
+            torch._fused_adam_([p[r] for p in params], [g[r] for g in grads], [m[r] for m in self.m],
+                               [v[r] for v in self.v], [], [step] * len(params), lr=rate, beta1=b1, beta2=b2,
+                               weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)

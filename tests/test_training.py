@@ -60,6 +60,19 @@ def test_batched_runs_equal_runs_one_at_a_time(optimizer, learn):
         np.testing.assert_allclose(batched.losses[r], one.losses[0], rtol=1e-10)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sign"])
+def test_fused_adam_path_equals_vectorised_adam(optimizer, monkeypatch):
+    E, U, tokens = small_problem(R=3, d=12)
+    kwargs = dict(lr=[0.01, 0.1, 1.0], tokens=tokens, batch_size=16, optimizer=optimizer, learn_embeddings=True,
+                  layer_norm=[False, True, False], schedule="linear")
+    monkeypatch.setattr(training, "FUSED_ADAM_MIN_SIZE", 10 ** 9)
+    vectorised = training.train(E, U, LABELS, PROBS, **kwargs)
+    monkeypatch.setattr(training, "FUSED_ADAM_MIN_SIZE", 1)
+    fused = training.train(E, U, LABELS, PROBS, **kwargs)
+    torch.testing.assert_close(fused.W, vectorised.W, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(fused.U, vectorised.U, rtol=1e-7, atol=1e-7)
+
+
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_hand_written_gradients_match_autograd(layer_norm):
     R, d, P = 2, 7, 9
