@@ -34,6 +34,10 @@ from . import memory, zipf
 from .sweep import experiment
 from .theory import dynamics
 
+__all__ = ["OPTIMIZERS", "SCHEDULES", "MODELS", "Trained", "train", "gradients", "scores_error",
+           "initial_memory", "run_embeddings", "two_token_setup", "two_token_run", "slice_directions",
+           "slice_losses", "slice_coordinates", "simulate", "decoupled_comparison", "optimization_grid"]
+
 OPTIMIZERS = ("sgd", "nsgd", "adam", "sign")
 SCHEDULES = ("constant", "linear", "cosine")
 MODELS = ("W", "learned")
