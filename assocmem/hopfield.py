@@ -514,8 +514,19 @@ def modern_capacity(d, *, beta: float = 1.0, K: float = 1.0, failure: float = 0.
 def layer_energy(x, patterns) -> torch.Tensor:
     r"""Layer energy of [NBDH24]: :math:`E(x) = -\log\sum_{i=1}^N e^{-\|x - \rho_i\|^2}`.
 
-    ``x`` ``(..., Q, n)`` (or ``(n,)``), ``patterns`` ``(..., N, n)``; returns ``(..., Q)`` (or a
-    scalar). Bounds: :func:`~assocmem.theory.hopfield.nearest_neighbour_bounds`.
+    Parameters
+    ----------
+    x : array or tensor, shape ``(..., Q, n)`` or ``(n,)``
+        Points (e.g. token representations) at which to evaluate the energy.
+    patterns : array or tensor, shape ``(..., N, n)``
+        The stored patterns :math:`\rho_i` of the layer; batch dimensions broadcast with ``x``'s.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(..., Q)`` (a scalar for a single point)
+        Between :math:`g(x) - \log N` and :math:`g(x)`, :math:`g` the squared distance to the nearest
+        pattern (:func:`nearest_neighbour_energy`, Proposition 1;
+        :func:`~assocmem.theory.hopfield.nearest_neighbour_bounds`). Chapter 5.
     """
     return -torch.logsumexp(-_squared_distances(x, patterns), dim=-1)
 
@@ -554,11 +565,25 @@ def layer_majorizer(x, anchor, patterns) -> torch.Tensor:
 
 def global_energy(layer_energies, dim: int = -1) -> torch.Tensor:
     r"""Global energy of a stack of :math:`l` layers [NBDH24]:
-    :math:`E_{\mathrm{global}} = -\log\sum_{t=1}^{l} e^{-E_t}`, taken along ``dim`` of
-    ``layer_energies`` (one entry per layer, e.g. from :func:`layer_energy`). It lies in
-    :math:`[\min_t E_t - \log l, \min_t E_t]`
-    (:func:`~assocmem.theory.hopfield.global_energy_bounds`)."""
+    :math:`E_{\mathrm{global}} = -\log\sum_{t=1}^{l} e^{-E_t}`, a soft minimum of the layer energies.
+
+    Parameters
+    ----------
+    layer_energies : array or tensor
+        One entry per layer along ``dim``, e.g. ``torch.stack([layer_energy(x, P_t) for P_t in layers], -1)``.
+    dim : int
+        The layer axis (default: the last).
+
+    Returns
+    -------
+    torch.Tensor
+        ``layer_energies`` reduced along ``dim``; it lies in :math:`[\min_t E_t - \log l, \min_t E_t]`,
+        strictly below the minimum when :math:`l \ge 2`
+        (:func:`~assocmem.theory.hopfield.global_energy_bounds`). Chapter 5.
+    """
     energies = _tensor("layer_energies", layer_energies, min_dim=1)
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -energies.dim() <= dim < energies.dim():
+        raise ValueError(f"dim must be an axis of layer_energies (shape {tuple(energies.shape)}), got {dim!r}")
     return -torch.logsumexp(-energies, dim=dim)
 
 
