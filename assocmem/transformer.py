@@ -30,6 +30,7 @@ __all__ = [
     "CausalTransformer",
     "parameter_counts",
     "sample_windows",
+    "spread_subset",
     "evaluate_loss",
     "TrainingRun",
     "train_language_model",
@@ -167,6 +168,20 @@ def sample_windows(tokens, context: int, batch_size: int, generator: torch.Gener
     return _windows(stream, starts, context, device)
 
 
+def spread_subset(tokens, n_tokens: int, chunk: int) -> np.ndarray:
+    """``n_tokens`` tokens made of chunks of length ``chunk`` taken at evenly spaced places of
+    ``tokens`` and joined: a small training set that covers the whole corpus rather than its first
+    pages (a prefix would measure a change of topic along with overfitting)."""
+    tokens = np.asarray(tokens)
+    n_tokens = check.positive_int("n_tokens", n_tokens)
+    chunk = check.positive_int("chunk", chunk)
+    if n_tokens >= len(tokens):
+        return tokens
+    n_chunks = -(-n_tokens // chunk)
+    starts = np.linspace(0, len(tokens) - chunk, n_chunks).astype(np.int64)
+    return np.concatenate([tokens[s:s + chunk] for s in starts])[:n_tokens]
+
+
 def _windows(stream: torch.Tensor, starts: torch.Tensor, context: int, device):
     index = starts[:, None] + torch.arange(context + 1)[None, :]
     chunk = stream[index].to(device)
@@ -234,7 +249,8 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
     Parameters
     ----------
     train_tokens : int, optional
-        Use only the first ``train_tokens`` training tokens (the data size D of the N-D experiment).
+        Train on ``train_tokens`` tokens only (the data size D of the N-D experiment), chosen by
+        :func:`spread_subset` in chunks of ``16 * context`` tokens.
     eval_every, eval_windows, min_position :
         Every ``eval_every`` steps (and at the end) evaluate :func:`evaluate_loss` on the training
         stream and on ``corpus.validation``.
@@ -258,7 +274,8 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
                          f"{model.vocab_size}")
     train = corpus.train
     if train_tokens is not None:
-        train = train[:check.positive_int("train_tokens", train_tokens, minimum=model.context + 2)]
+        train_tokens = check.positive_int("train_tokens", train_tokens, minimum=model.context + 2)
+        train = spread_subset(train, train_tokens, 16 * model.context)
     stream = _as_stream(train, model.context)
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -354,25 +371,42 @@ def mean_squared_gap(run: TrainingRun, last_fraction: float = 0.5) -> float:
     return float(np.mean((tail - run.min_val_loss) ** 2))
 
 
-def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04) -> float:
+def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04, *, interpolate: bool = False) -> float:
     r"""The paper's :math:`D^*`: the smallest data size whose mean squared gap (see
-    :func:`mean_squared_gap`) is at most :math:`\sigma^2`; ``nan`` when none is."""
+    :func:`mean_squared_gap`) is at most :math:`\sigma^2`; ``nan`` when none is.
+
+    With ``interpolate=True``, :math:`D^*` is where the gap crosses :math:`\sigma^2` on the straight
+    line through the last size above and the first size below in :math:`(\log D, \log \text{gap})`,
+    which resolves :math:`D^*` more finely than the grid (the first size is returned when it is
+    already below).
+    """
     sizes = check.int_array("data_sizes", data_sizes)
     gaps = np.asarray(gaps, dtype=np.float64)
-    if gaps.shape != sizes.shape or not np.all(np.isfinite(gaps)):
-        raise ValueError(f"gaps must be finite with the shape of data_sizes {sizes.shape}, got {gaps.shape}")
+    if gaps.shape != sizes.shape or not np.all(np.isfinite(gaps)) or np.any(gaps <= 0):
+        raise ValueError(f"gaps must be finite and > 0 with the shape of data_sizes {sizes.shape}, "
+                         f"got {gaps}")
     sigma2 = check.real("sigma2", sigma2, low=0.0, low_open=True)
-    ok = np.sort(sizes[gaps <= sigma2])
-    return float(ok[0]) if ok.size else float("nan")
+    order = np.argsort(sizes)
+    sizes, gaps = sizes[order], gaps[order]
+    below = np.flatnonzero(gaps <= sigma2)
+    if below.size == 0:
+        return float("nan")
+    k = below[0]
+    if not interpolate or k == 0:
+        return float(sizes[k])
+    x0, x1 = np.log(sizes[k - 1:k + 1])
+    y0, y1 = np.log(gaps[k - 1:k + 1])
+    return float(np.exp(x0 + (np.log(sigma2) - y0) * (x1 - x0) / (y1 - y0)))
 
 
-@experiment("nd_balance")
+@experiment("nd_balance", version=2)
 def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
                context: int = 32, train_tokens: int = 16_384, steps: int = 400, batch_size: int = 16,
                lr: float = 3e-3, eval_every: int = 25, eval_windows: int = 64, seed: int = 0) -> dict:
-    """One point of the N-D balance: train a model of width ``d_emb`` on the first ``train_tokens``
-    tokens of ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`) and report N (attention + feed-forward), the
-    final training loss, the minimum validation loss and the mean squared gap between them."""
+    """One point of the N-D balance: train a model of width ``d_emb`` on ``train_tokens`` tokens of
+    ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`; see :func:`spread_subset`) and report N
+    (attention + feed-forward), the final training loss, the minimum validation loss and the mean
+    squared gap between them (:func:`mean_squared_gap`)."""
     data = named_corpus(corpus)
     model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed)
     run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
@@ -382,7 +416,7 @@ def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_he
             "min_val_loss": run.min_val_loss, "gap": mean_squared_gap(run)}
 
 
-@experiment("loss_floor")
+@experiment("loss_floor", version=2)
 def loss_floor(corpus: str = "grammar", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
                context: int = 32, steps: int = 1500, batch_size: int = 16, lr: float = 1e-2,
                eval_every: int = 100, eval_windows: int = 128, min_position: int = 24,

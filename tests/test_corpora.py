@@ -80,13 +80,15 @@ def test_default_grammar_has_68_tokens_and_a_stream_of_whole_examples():
     assert not np.array_equal(corpus.train[:500], corpus.validation[:500])
 
 
-def test_english_corpus_is_the_cpython_text_split_deterministically():
-    chars = corpora.english_corpus("char", validation_fraction=0.1)
-    assert 400_000 < len(chars.train) + len(chars.validation) < 600_000
-    assert len(chars.validation) == pytest.approx(0.1 * (len(chars.train) + len(chars.validation)), abs=1)
+def test_english_corpus_is_the_cpython_text_split_in_interleaved_blocks():
+    chars = corpora.english_corpus("char", validation_fraction=0.1, block=1000)
     text = corpora.english_text()
-    assert chars.decode(chars.train[:50]) == text[:50]
-    assert chars.decode(chars.validation[-20:]) == text[-20:]
+    assert len(chars.train) + len(chars.validation) == len(text)
+    assert 400_000 < len(text) < 600_000
+    assert len(chars.validation) == pytest.approx(0.1 * len(text), abs=1000)
+    assert chars.decode(chars.train[:9000]) == text[:9000]
+    assert chars.decode(chars.validation[:1000]) == text[9000:10_000]
+    assert chars.decode(chars.train[9000:9010]) == text[10_000:10_010]
     raw = corpora.english_corpus("byte")
     assert raw.vocab_size == 256 and raw.train.max() < 256
 

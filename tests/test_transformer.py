@@ -102,6 +102,11 @@ def test_balanced_data_size_picks_the_smallest_size_within_sigma2():
     assert tf.mean_squared_gap(run) == pytest.approx(((1.5 - 1.8) ** 2 + (1.3 - 1.8) ** 2) / 2)
     assert tf.balanced_data_size([100, 200, 400, 800], [0.5, 0.05, 0.01, 0.02]) == 400
     assert np.isnan(tf.balanced_data_size([100, 200], [0.5, 0.3]))
+    # on the log-log line through (100, 0.16) and (400, 0.01) the gap is 0.04 at D = 200
+    assert tf.balanced_data_size([400, 100], [0.01, 0.16], interpolate=True) == pytest.approx(200.0)
+    assert tf.balanced_data_size([100, 400], [0.01, 0.001], interpolate=True) == 100.0
+    with pytest.raises(ValueError, match="gaps"):
+        tf.balanced_data_size([100, 200], [0.5])
 
 
 def test_nd_balance_is_a_registered_experiment():
@@ -137,3 +142,12 @@ def test_invalid_inputs_name_the_problem(tiny_corpus):
         tf.evaluate_loss(model, np.zeros(50, dtype=np.int64), min_position=8)
     with pytest.raises(ValueError, match="points"):
         tf.nearest_neighbour_distances(np.zeros((1, 3)))
+
+
+def test_spread_subset_takes_evenly_spaced_chunks():
+    tokens = np.arange(1000)
+    subset = tf.spread_subset(tokens, 100, chunk=25)
+    np.testing.assert_array_equal(subset[:25], np.arange(25))
+    np.testing.assert_array_equal(subset[-25:], np.arange(975, 1000))
+    assert len(subset) == 100 and len(np.unique(subset)) == 100
+    assert len(tf.spread_subset(tokens, 5000, chunk=25)) == 1000
