@@ -209,6 +209,12 @@ def gradients(W, E, U, labels, idx, weights, layer_norm=False, *, wrt=("W", "E",
     -------
     loss : (R,) tensor, and a dict of the gradients in ``wrt``, shaped like the parameters.
     """
+    return _gradients(W, E, U, labels, idx, weights, layer_norm, wrt)
+
+
+def _gradients(W, E, U, labels, idx, weights, layer_norm, wrt, *, factor_W: bool = False):
+    """:func:`gradients`; with ``factor_W`` the ``W`` entry is the pair ``(dh^T, e)`` whose product is
+    the gradient, so that SGD can apply it without forming a ``d x d`` matrix."""
     layer_norm = torch.as_tensor(layer_norm, device=W.device).expand(W.shape[0])
     e = _batch_gather(E, idx)
     h, r, z, logits = _forward(W, e, U, layer_norm)
@@ -219,7 +225,7 @@ def gradients(W, E, U, labels, idx, weights, layer_norm=False, *, wrt=("W", "E",
     dh = r[..., None] * (dz - proj[..., None] * h)
     grads = {}
     if "W" in wrt:
-        grads["W"] = dh.transpose(1, 2) @ e
+        grads["W"] = (dh.transpose(1, 2), e) if factor_W else dh.transpose(1, 2) @ e
     if "E" in wrt:
         grads["E"] = torch.zeros_like(E).index_put_(
             (torch.arange(idx.shape[0], device=idx.device)[:, None], idx), dh @ W, accumulate=True)
@@ -539,8 +545,16 @@ class _DenseModel:
     def step(self, batch, lr: torch.Tensor) -> None:
         idx, weights = batch
         names = ("W", "E", "U") if self.learn else ("W",)
-        _, grads = gradients(self.W, self.E, self.U, self.p.labels, idx, weights, self.p.layer_norm, wrt=names)
-        self.opt.update(self.params, [grads[name] for name in names], lr)
+        sgd = self.opt.name == "sgd"
+        _, grads = _gradients(self.W, self.E, self.U, self.p.labels, idx, weights, self.p.layer_norm, names,
+                              factor_W=sgd)
+        if not sgd:
+            self.opt.update(self.params, [grads[name] for name in names], lr)
+            return
+        dh_t, e = grads.pop("W")
+        self.W.baddbmm_(dh_t * -lr.view(-1, 1, 1), e)  # W -= lr dh^T e in one pass over W
+        if self.learn:
+            self.opt.update([self.E, self.U], [grads["E"], grads["U"]], lr)
 
     def scores(self) -> torch.Tensor:
         return _forward(self.W, self.E, self.U, self.p.layer_norm)[3].transpose(1, 2)

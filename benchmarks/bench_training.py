@@ -94,31 +94,39 @@ def check_agreement():
     print("agreement: batched trainer == autograd baseline (float64, all optimisers, models, layer norm) OK")
 
 
-def seconds_per_step(d, B, optimizer, model, steps, batched=True):
-    """Measured seconds per step of one grid point's 80 runs (batched) or of one baseline run."""
-    runs, E, U, W0, tokens = inputs(d, B * steps, torch.float32, seeds=range(1))
+def seconds(d, B, optimizer, model, steps, batched=True):
+    """Measured seconds of one grid point's 80 runs (batched) or of one baseline run, ``steps`` steps."""
     if not batched:
+        runs, E, U, W0, tokens = inputs(d, B * steps, torch.float32, seeds=range(1))
         start = time.perf_counter()
         baseline_run(E[0], U[0], tokens[0], W0[0], 1.0, B, optimizer, False, model == "learned")
-        return (time.perf_counter() - start) / steps
+        return time.perf_counter() - start
     start = time.perf_counter()
     training.optimization_grid(d=d, T=B * steps, batch_size=B, optimizer=optimizer, model=model,
                                lrs=LRS, trials=SEEDS, layer_norms=LAYER_NORMS)
-    return (time.perf_counter() - start) / steps
+    return time.perf_counter() - start
+
+
+def cost_model(d, B, optimizer, model, batched=True, short=4, long=20):
+    """(setup, per step) in seconds from two step counts: ``t(k) = setup + k * per_step``."""
+    t_short = seconds(d, B, optimizer, model, short, batched)
+    t_long = seconds(d, B, optimizer, model, long, batched)
+    per_step = max(t_long - t_short, 0.0) / (long - short)
+    return max(t_short - short * per_step, 0.0), per_step
 
 
 def project_grid():
-    """CPU-hours of the full grid: every (d, B, optimiser, model) point timed on a few steps (setup and
-    evaluation included, so this over-estimates), scaled to the T / B steps of each T."""
+    """CPU-hours of the full grid: every (d, B, optimiser, model) point is timed at two step counts,
+    which gives its setup (embeddings, W0, data, evaluation) and its cost per step; the projection of a
+    point is ``sum over T of setup + (T / B) * per_step``."""
     total, baseline_total, rows = 0.0, 0.0, []
     runs_per_point = SEEDS * len(LRS) * len(LAYER_NORMS)
     for d, B, (optimizer, model) in itertools.product(GRID_D, GRID_B, CELLS):
-        steps = 8
-        batched = seconds_per_step(d, B, optimizer, model, steps)
-        single = seconds_per_step(d, B, optimizer, model, steps, batched=False)
-        point = sum(batched * T / B for T in GRID_T)
+        setup, per_step = cost_model(d, B, optimizer, model)
+        base_setup, base_step = cost_model(d, B, optimizer, model, batched=False, short=2, long=10)
+        point = sum(setup + per_step * T / B for T in GRID_T)
         total += point
-        baseline_total += sum(single * runs_per_point * T / B for T in GRID_T)
+        baseline_total += sum(runs_per_point * (base_setup + base_step * T / B) for T in GRID_T)
         rows.append((d, B, optimizer, model, point))
     rows.sort(key=lambda r: -r[-1])
     print("most expensive points (all three T):")
