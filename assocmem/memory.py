@@ -70,6 +70,7 @@ __all__ = [
     "signal_and_interference",
     "recall",
     "population_error",
+    "population_errors",
     "error_scan",
     "error_vs_d",
 ]
@@ -90,7 +91,8 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     ``(seed, stream, t)``, so a chunk of trials ``first_trial .. first_trial + trials - 1`` is the
     same as those rows of one big draw, in any process and on any device. The draw is made on the
     CPU in float32 and then moved, so ``dtype`` and ``device`` never change the numbers.
-    ``stream`` separates independent families (input vs output embeddings).
+    ``stream`` separates independent families (input vs output embeddings). The tensor is stored
+    coordinate-major (``out.transpose(1, 2)`` is contiguous) so that nested blocks are contiguous.
     """
     n = check.positive_int("n", n)
     d = check.positive_int("d", d)
@@ -105,7 +107,10 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
         state = np.random.SeedSequence([seed, stream, t]).generate_state(1, dtype=np.uint64)[0]
         generator = torch.Generator().manual_seed(int(state))
         draws.append(torch.randn(n, d, generator=generator))
-    out = torch.stack(draws).to(device=device, dtype=dtype)
+    # stored coordinate-major (a transposed view): the leading-d blocks that nested grids use are
+    # then contiguous in memory, which makes the products of population_error about twice as fast
+    out = torch.stack(draws).transpose(1, 2).contiguous().transpose(1, 2)
+    out = out.to(device=device, dtype=dtype)
     if kind == "sphere":
         return out / out.norm(dim=-1, keepdim=True)
     return out / np.sqrt(d)
@@ -272,38 +277,60 @@ def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None
     the embeddings themselves; use :func:`error_scan` to bound memory over many trials.
     A tie between the true class and another counts as an error.
     """
+    return population_errors([q], p, labels, E, U, d_grid, kind=kind)[0]
+
+
+def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None, *,
+                      kind: str = "gaussian") -> list[torch.Tensor]:
+    r""":func:`population_error` for several weightings ``qs`` (a list, each of the shapes
+    :func:`population_error` accepts) on the same embeddings, sharing the passes over them.
+
+    Every weight vector that a grid point reads is accumulated block by block over the coordinates:
+    the block :math:`[d_{j-1}, d_j)` is read once and multiplied against all vectors still needed —
+    the one of each ``d``-dependent weighting for every :math:`d \ge d_j`, and the single vector of each
+    ``d``-independent one. Returns one float64 tensor of shape ``(trials, len(d_grid))`` per weighting.
+    """
     E, U = _check_embeddings(E, U)
     trials, N, D = E.shape
     M = U.shape[1]
     kind = check.choice("kind", kind, KINDS)
     d_grid = _d_grid(d_grid, D)
+    G = len(d_grid)
     labels = _labels(labels, N, M, E.device)
     p = torch.as_tensor(_probabilities(p, N=N, normalised=False), dtype=torch.float64, device=E.device)
-    q = _weights(q, E, n_grid=len(d_grid))
-    weights = _effective_weights(q, E, d_grid, kind)                   # (trials, 1 or G, N)
-    class_weights = _one_hot(labels, M, E)[None, None] * weights[:, :, None, :]
-    support = torch.nonzero(weights.ne(0).any(0).any(0)).squeeze(1)     # tokens stored at all
-    if support.numel() <= N // 2:                                        # e.g. thresholds: few rows
-        class_weights, E_stored = class_weights[..., support], E[:, support]
-    else:
-        E_stored = E
-    n_weights = weights.shape[1]
-    dot_sums = torch.zeros(trials, n_weights, M, N, dtype=E.dtype, device=E.device)
-    class_scores = torch.empty(trials, len(d_grid), M, N, dtype=E.dtype, device=E.device)
+    if isinstance(qs, (np.ndarray, torch.Tensor)) or not len(qs):
+        raise TypeError("qs must be a non-empty list of weightings (use population_error for one)")
+    weights = [_effective_weights(_weights(q, E, n_grid=G), E, d_grid, kind) for q in qs]
+    per_d = [i for i, w in enumerate(weights) if w.shape[1] > 1]
+    fixed = [i for i, w in enumerate(weights) if w.shape[1] == 1]
+    # vector order: grid point by grid point the d-dependent vectors, then the d-independent ones, so
+    # the vectors still accumulating at block j are a suffix starting at j * len(per_d)
+    by_grid_point = [torch.stack([weights[i][:, j] for i in per_d], 1) for j in range(G)] if per_d else []
+    groups = [_stored_rows(torch.cat(group, dim=1), labels, M, E)                  # (rows, their inputs)
+              for group in (by_grid_point, [weights[i] for i in fixed]) if group]
+    read_at = {i: [j * len(per_d) + rank for j in range(G)] for rank, i in enumerate(per_d)}
+    read_at |= {i: [G * len(per_d) + rank] * G for rank, i in enumerate(fixed)}
+    K = G * len(per_d) + len(fixed)
+    dot_sums = torch.zeros(trials, K, M, N, dtype=E.dtype, device=E.device)
+    errors = [torch.empty(trials, G, dtype=torch.float64, device=E.device) for _ in qs]
     start = 0
     for j, d in enumerate(d_grid):
-        # coordinates [start, d) contribute to every grid point from j on: one product for all of them
-        live = j if n_weights > 1 else 0
-        rows = class_weights[:, live:].reshape(trials, (n_weights - live) * M, class_weights.shape[-1])
+        # coordinates [start, d) feed every vector still accumulating: the d-dependent ones of the
+        # grid points from j on (a suffix, thanks to the order) and all d-independent ones
+        live = j * len(per_d)
+        class_sums = torch.cat([rows[:, live * M if per_d and g == 0 else 0:] @ stored[:, :, start:d]
+                                for g, (rows, stored) in enumerate(groups)], dim=1)
         block = E[:, :, start:d]
-        increment = (rows @ E_stored[:, :, start:d]) @ block.transpose(1, 2)
-        dot_sums[:, live:] += increment.view(trials, n_weights - live, M, N)
+        dot_sums[:, live:] += (class_sums @ block.transpose(1, 2)).view(trials, K - live, M, N)
         start = d
         U_d = U[:, :, :d]
         if kind == "sphere":
             U_d = U_d / U_d.norm(dim=-1, keepdim=True)
-        torch.matmul(U_d @ U_d.transpose(1, 2), dot_sums[:, live], out=class_scores[:, j])
-    return _weighted_misses(_finite(class_scores), labels, p)
+        output_gram = _finite(U_d @ U_d.transpose(1, 2))
+        for i, index in read_at.items():
+            errors[i][:, j] = _weighted_misses(output_gram @ dot_sums[:, index[j]], labels, p)
+    _finite(dot_sums)
+    return errors
 
 
 def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
@@ -363,6 +390,17 @@ def log_grid(low: int, high: int, n: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- internals
 
+def _stored_rows(weights: torch.Tensor, labels: torch.Tensor, M: int, E: torch.Tensor):
+    """Class-split weight rows ``(trials, K * M, n)`` and the input embeddings they multiply, restricted
+    to the tokens with a non-zero weight when those are few (thresholds store ``P << N`` tokens)."""
+    trials, K, N = weights.shape
+    rows = (_one_hot(labels, M, E)[None, None] * weights[:, :, None, :]).reshape(trials, K * M, N)
+    support = torch.nonzero(weights.ne(0).any(0).any(0)).squeeze(1)
+    if support.numel() <= N // 2:
+        return rows[..., support], E[:, support]
+    return rows, E
+
+
 def _one_hot(labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
     r"""The ``M x N`` class-membership matrix :math:`\mathbf{1}[f^*(x) = y]` in E's dtype."""
     one_hot = torch.zeros(M, labels.numel(), dtype=E.dtype, device=E.device)
@@ -415,8 +453,8 @@ def _check_embeddings(E, U) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _finite(class_scores: torch.Tensor) -> torch.Tensor:
-    """Scores are checked instead of the (much larger) embeddings: a NaN or inf anywhere in E, U
-    or q reaches them, and would otherwise be read as a silent miss or hit."""
+    """Scores (or their factors) are checked instead of the much larger embeddings: a NaN or inf
+    anywhere in E, U or q reaches them, and would otherwise be read as a silent miss or hit."""
     if not torch.isfinite(class_scores).all():
         raise ValueError("scores are not finite: E, U and q must be finite (and not overflow)")
     return class_scores

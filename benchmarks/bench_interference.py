@@ -53,8 +53,9 @@ def baseline_scan(weights_by_scheme, p, labels, E, U, d_grid) -> dict[str, np.nd
 
 
 def fast_scan(weights_by_scheme, p, labels, E, U, d_grid) -> dict[str, np.ndarray]:
-    return {scheme: memory.population_error(q, p, labels, E, U, d_grid).numpy()
-            for scheme, q in weights_by_scheme.items()}
+    """All schemes in one call: the passes over the embeddings are shared."""
+    errors = memory.population_errors(list(weights_by_scheme.values()), p, labels, E, U, d_grid)
+    return {scheme: err.numpy() for scheme, err in zip(weights_by_scheme, errors, strict=True)}
 
 
 def scan_inputs(N: int, d_max: int = 1000):
@@ -98,17 +99,20 @@ def main() -> None:
     start = time.perf_counter()
     slow = baseline_scan(weights, p, labels, E, U, d_grid)
     slow_seconds = time.perf_counter() - start
-    for scheme in weights:
-        # float32 rounding may flip a token whose scores tie to 1e-6; allow one such token per trial
-        disagreement = np.abs(fast[scheme] - slow[scheme]).max()
-        assert disagreement <= p.max() + 1e-12, (scheme, disagreement)
-    exact = all(np.array_equal(fast[s], slow[s]) for s in weights)
+    # same answers: in float64 (5 trials) the two agree exactly; in float32 rounding can flip a token
+    # whose scores tie to ~1e-6, so the timed runs must agree on the mean curves to 1e-3
+    E64, U64 = E[:5].double(), U[:5].double()
+    exact = fast_scan(weights, p, labels, E64, U64, d_grid), baseline_scan(weights, p, labels, E64, U64, d_grid)
+    assert all(np.abs(exact[0][s] - exact[1][s]).max() < 1e-12 for s in weights), "float64 answers differ"
+    gap = max(np.abs(fast[s].mean(0) - slow[s].mean(0)).max() for s in weights)
+    assert gap < 1e-3, gap
     print(f"scan N={N}, {len(d_grid)} d in [10, 1000], {trials} trials, 3 schemes, torch threads "
           f"{torch.get_num_threads()}")
     print(f"  embedding draw       {draw:8.3f} s")
     print(f"  assocmem.memory      {fast_seconds:8.3f} s")
     print(f"  textbook baseline    {slow_seconds:8.3f} s")
-    print(f"  speed-up             {slow_seconds / fast_seconds:8.1f} x   (answers identical: {exact})")
+    print(f"  speed-up             {slow_seconds / fast_seconds:8.1f} x   (float64: identical errors; "
+          f"float32: mean curves within {gap:.0e})")
     large_N, large_trials = (10_000, 2) if args.quick else (100_000, 10)
     result = subprocess.run([sys.executable, __file__, "--large", str(large_N), str(large_trials)],
                             capture_output=True, text=True, check=True)

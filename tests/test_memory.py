@@ -65,6 +65,17 @@ def test_fast_error_equals_brute_force(setup, kind, scheme):
     np.testing.assert_allclose(fast, brute_force_error(q, p, labels, E, U, d_grid, kind), atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", memory.KINDS)
+def test_several_weightings_at_once_equal_one_at_a_time(setup, kind):
+    p, labels, E, U = setup
+    d_grid = [3, 8, 30]
+    qs = [memory.uniform_weights(N), memory.scheme_weights("threshold", p, d_grid, fraction=0.5),
+          memory.power_weights(p, 2.0), np.random.default_rng(2).random((3, 3, N))]
+    together = memory.population_errors(qs, p, labels, E, U, d_grid, kind=kind)
+    for q, err in zip(qs, together, strict=True):
+        assert torch.equal(err, memory.population_error(q, p, labels, E, U, d_grid, kind=kind))
+
+
 def test_orthonormal_inputs_with_d_at_least_N_recall_everything():
     d = 48
     gaussian = torch.randn(2, d, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
