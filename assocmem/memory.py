@@ -72,6 +72,7 @@ __all__ = [
     "population_error",
     "population_errors",
     "error_scan",
+    "error_scans",
     "error_vs_d",
 ]
 
@@ -340,15 +341,23 @@ def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, ki
     Embeddings are drawn at ``max(d_grid)`` by :func:`memory_embeddings` in chunks of trials whose
     embeddings take at most ``max_bytes`` (at least one trial per chunk), so peak memory stays
     bounded for any number of trials; the numbers do not depend on the chunking. Returns float64,
-    shape ``(trials, len(d_grid))``, on the CPU.
+    shape ``(trials, len(d_grid))``, on the CPU. :func:`error_scans` does several weightings on the
+    same draws.
     """
+    return error_scans([q], p, labels, M, d_grid, seed, trials=trials, kind=kind, dtype=dtype,
+                       device=device, max_bytes=max_bytes)[0]
+
+
+def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
+                dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28) -> list[torch.Tensor]:
+    """:func:`error_scan` for a list of weightings on the same draws (one tensor per weighting)."""
     M = check.positive_int("M", M)
     seed = check.seed("seed", seed)
     trials = check.positive_int("trials", trials)
     max_bytes = check.positive_int("max_bytes", max_bytes)
     d_grid = check.int_array("d_grid", d_grid)
     N = _probabilities(p, normalised=False).size
-    q = np.asarray(q.cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64)
+    qs = [np.asarray(q.cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64) for q in qs]
     D = int(d_grid.max())
     bytes_per_trial = (N + M) * D * torch.empty((), dtype=dtype).element_size()
     chunk = max(1, max_bytes // bytes_per_trial)
@@ -357,10 +366,11 @@ def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, ki
         size = min(chunk, trials - first)
         E, U = memory_embeddings(N, M, D, seed, trials=size, first_trial=first, kind=kind,
                                  dtype=dtype, device=device)
-        q_chunk = q[first:first + size] if q.ndim >= 2 and q.shape[0] == trials and trials > 1 else q
-        results.append(population_error(q_chunk, p, labels, E, U, d_grid, kind=kind).cpu())
+        chunk_qs = [q[first:first + size] if q.ndim >= 2 and q.shape[0] == trials and trials > 1 else q
+                    for q in qs]
+        results.append([err.cpu() for err in population_errors(chunk_qs, p, labels, E, U, d_grid, kind=kind)])
         del E, U
-    return torch.cat(results)
+    return [torch.cat(per_q) for per_q in zip(*results, strict=True)]
 
 
 @experiment("interference_error_vs_d")

@@ -69,8 +69,8 @@ def large_scan(N: int, trials: int) -> dict:
     """The N-token scan through error_scan (embeddings drawn in bounded chunks); time and peak RSS."""
     p, labels, d_grid, weights = scan_inputs(N)
     start = time.perf_counter()
-    means = {scheme: memory.error_scan(q, p, labels, M, d_grid, seed=0, trials=trials).mean(0).tolist()
-             for scheme, q in weights.items()}
+    errors = memory.error_scans(list(weights.values()), p, labels, M, d_grid, seed=0, trials=trials)
+    means = {scheme: err.mean(0).tolist() for scheme, err in zip(weights, errors, strict=True)}
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"N": N, "trials": trials, "seconds": seconds, "peak_rss_mib": peak_mib,
@@ -117,7 +117,7 @@ def main() -> None:
     result = subprocess.run([sys.executable, __file__, "--large", str(large_N), str(large_trials)],
                             capture_output=True, text=True, check=True)
     large = json.loads(result.stdout)
-    print(f"scan N={large['N']}, 20 d, {large['trials']} trials, 3 schemes (error_scan, drawing included): "
+    print(f"scan N={large['N']}, 20 d, {large['trials']} trials, 3 schemes (error_scans, drawing included): "
           f"{large['seconds']:.1f} s, peak RSS {large['peak_rss_mib']:.0f} MiB; "
           f"error at d=1000: {large['error_at_d_max']}")
 

@@ -109,6 +109,9 @@ def test_error_scan_does_not_depend_on_chunking():
     assert torch.equal(whole, one_by_one)
     E, U = memory.memory_embeddings(N, M, 20, seed=5, trials=5)
     assert torch.equal(whole, memory.population_error(q, p, labels, E, U, d_grid))
+    both = memory.error_scans([q, p], p, labels, M, d_grid, seed=5, trials=5, max_bytes=1)
+    assert torch.equal(both[0], whole)
+    assert torch.equal(both[1], memory.population_error(p, p, labels, E, U, d_grid))
 
 
 def test_embeddings_laws_and_reproducibility():
