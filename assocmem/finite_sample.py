@@ -143,9 +143,9 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
         Random embeddings, or the standard bases (inputs :math:`e_x`, outputs :math:`u_y`; needs
         ``min(d_grid) >= N``), the orthogonal memory of the exact identity of chapter 3.
     max_bytes : int
-        Bound on the embeddings held at once. Each (trial, weighting) pair is one batch entry of a single
-        :func:`assocmem.memory.population_error` call (the trial's embeddings repeated), in chunks of
-        pairs within this bound; the numbers do not depend on the chunking.
+        Bound on the embeddings held at once: they are drawn in chunks of trials (same numbers). Each
+        trial is one :func:`assocmem.memory.population_error` call whose batch is its ``G`` weightings,
+        over a view of the trial's embeddings (no copy).
 
     Returns
     -------
@@ -163,24 +163,19 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     D = int(d_grid.max())
     if kind == "orthonormal" and d_grid.min() < N:
         raise ValueError(f"kind='orthonormal' needs every d >= N={N}, got min(d_grid)={d_grid.min()}")
-    # Every (trial, weighting) pair becomes one batch entry of a single population_error call, its
-    # embeddings repeated; a chunk holds as many pairs as max_bytes of embeddings allows.
-    bytes_per_pair = (N + M) * D * torch.empty((), dtype=dtype).element_size()
-    pairs_per_chunk = max(1, max_bytes // bytes_per_pair)
-    trials_per_chunk = max(1, pairs_per_chunk // n_weights)
-    weights_per_chunk = min(n_weights, pairs_per_chunk)
+    # One population_error call per trial, its G weightings as the batch: the trial's embeddings are
+    # expanded (a stride-0 view, no copy) over the batch, so every product is one batched matmul.
+    bytes_per_trial = (N + M) * D * torch.empty((), dtype=dtype).element_size()
+    trials_per_chunk = max(1, max_bytes // bytes_per_trial)
     errors = np.empty((trials, n_weights, d_grid.size))
     for first in range(0, trials, trials_per_chunk):
         size = min(trials_per_chunk, trials - first)
         E, U = _embeddings(kind, N, M, D, seed, size, first, dtype, device)
-        for g in range(0, n_weights, weights_per_chunk):
-            block = weights[first:first + size, g:g + weights_per_chunk]
-            repeats = block.shape[1]
-            result = memory.population_error(
-                block.reshape(size * repeats, *block.shape[2:]), p, labels,
-                E.repeat_interleave(repeats, dim=0), U.repeat_interleave(repeats, dim=0), d_grid,
-                kind="gaussian" if kind == "orthonormal" else kind)
-            errors[first:first + size, g:g + repeats] = result.cpu().numpy().reshape(size, repeats, -1)
+        for k in range(size):
+            errors[first + k] = memory.population_error(
+                weights[first + k], p, labels, E[k:k + 1].expand(n_weights, -1, -1),
+                U[k:k + 1].expand(n_weights, -1, -1), d_grid,
+                kind="gaussian" if kind == "orthonormal" else kind).cpu().numpy()
     return errors
 
 
