@@ -103,18 +103,17 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     stream = check.positive_int("stream", stream, minimum=0)
     kind = check.choice("kind", kind, KINDS)
     _check_float_dtype(dtype)
-    draws = []
-    for t in range(first_trial, first_trial + trials):
-        state = np.random.SeedSequence([seed, stream, t]).generate_state(1, dtype=np.uint64)[0]
-        generator = torch.Generator().manual_seed(int(state))
-        draws.append(torch.randn(n, d, generator=generator))
     # stored coordinate-major (a transposed view): the leading-d blocks that nested grids use are
     # then contiguous in memory, which makes the products of population_error about twice as fast
-    out = torch.stack(draws).transpose(1, 2).contiguous().transpose(1, 2)
-    out = out.to(device=device, dtype=dtype)
+    storage = torch.empty(trials, d, n)
+    for i, t in enumerate(range(first_trial, first_trial + trials)):
+        state = np.random.SeedSequence([seed, stream, t]).generate_state(1, dtype=np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        storage[i] = torch.randn(n, d, generator=generator).T
+    out = storage.transpose(1, 2).to(device=device, dtype=dtype)
     if kind == "sphere":
-        return out / out.norm(dim=-1, keepdim=True)
-    return out / np.sqrt(d)
+        return out.div_(out.norm(dim=-1, keepdim=True))
+    return out.div_(np.sqrt(d))
 
 
 def memory_embeddings(N: int, M: int, d: int, seed: int, *, trials: int = 1, first_trial: int = 0,
