@@ -254,7 +254,8 @@ def more_data_hurts(errors, *, z: float = 2.0) -> np.ndarray:
 @experiment("finite_sample_joint")
 def joint_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, ratio: float = 12.0,
                      d_values: tuple = (10, 20, 50, 100, 200, 1000), T_min: int = 10, T_max: int = 10_000,
-                     n_T: int = 13, trials: int = 100, seed: int = 0, kind: str = "gaussian") -> list[dict]:
+                     n_T: int = 13, trials: int = 100, seed: int = 0, kind: str = "gaussian",
+                     device: str = "cpu") -> list[dict]:
     """The paper's joint (d, T) grid for thresholding (q = 1 on the int(d/ratio) most frequent seen tokens).
 
     One row per trial, ``T`` (``n_T`` log-spaced integers in ``[T_min, T_max]``) and ``d``. Split the 100
@@ -262,17 +263,18 @@ def joint_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, ratio: float
     """
     T_grid = memory.log_grid(T_min, T_max, n_T)
     errors = joint_error(N, alpha, list(d_values), T_grid, scheme="top", M=M, ratio=ratio, trials=trials,
-                         seed=seed, kind=kind)
+                         seed=seed, kind=kind, device=device)
     return _rows(errors, T=T_grid, d=np.asarray(d_values))
 
 
 @experiment("finite_sample_overflow")
 def overflow_experiment(N: int = 100, M: int = 5, alpha: float = 0.5, d_min: int = 10, d_max: int = 1000,
                         n_d: int = 30, T_min: int = 10, T_max: int = 10_000, n_T: int = 30, trials: int = 100,
-                        seed: int = 0, kind: str = "gaussian") -> list[dict]:
+                        seed: int = 0, kind: str = "gaussian", device: str = "cpu") -> list[dict]:
     """The paper's grid for storing every seen token (q = 1[n_x > 0]); one row per trial, ``T`` and ``d``."""
     T_grid, d_grid = memory.log_grid(T_min, T_max, n_T), memory.log_grid(d_min, d_max, n_d)
-    errors = joint_error(N, alpha, d_grid, T_grid, scheme="seen", M=M, trials=trials, seed=seed, kind=kind)
+    errors = joint_error(N, alpha, d_grid, T_grid, scheme="seen", M=M, trials=trials, seed=seed, kind=kind,
+                         device=device)
     return _rows(errors, T=T_grid, d=d_grid)
 
 
@@ -280,11 +282,12 @@ def overflow_experiment(N: int = 100, M: int = 5, alpha: float = 0.5, d_min: int
 def best_threshold_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, T: int = 100_000,
                               d_min: int = 10, d_max: int = 1000, n_d: int = 12, P_min: int = 1,
                               P_max: int = 1000, n_P: int = 40, trials: int = 100, seed: int = 0,
-                              kind: str = "gaussian") -> list[dict]:
+                              kind: str = "gaussian", device: str = "cpu") -> list[dict]:
     """Error of keeping the P most frequent of T samples, for P and d on log grids; one row per trial,
     ``P`` and ``d``."""
     P_grid, d_grid = memory.log_grid(P_min, P_max, n_P), memory.log_grid(d_min, d_max, n_d)
-    errors = threshold_error(N, alpha, d_grid, P_grid, T, M=M, trials=trials, seed=seed, kind=kind)
+    errors = threshold_error(N, alpha, d_grid, P_grid, T, M=M, trials=trials, seed=seed, kind=kind,
+                             device=device)
     return _rows(errors, P=P_grid, d=d_grid)
 
 

@@ -320,7 +320,7 @@ def thresholded_memory_capacity(d, *, eta: float = 0.5, activation: str = "relu"
     associations at which the error reaches ``error`` (interpolated on a grid of powers of
     :math:`\sqrt 2` up to ``max_patterns``). Returns ``(trials, len(d))``."""
     d, seed = check.int_array("d", d, minimum=2), check.seed("seed", seed)
-    grid = _doubling_grid(max_patterns, start=M)
+    grid = _doubling_grid(max_patterns, start=check.positive_int("M", M))
     return _capacity(d, grid, error, "error", lambda dim, s: thresholded_memory_error(
         grid, dim, M=M, eta=eta, activation=activation, trials=trials, seed=s, device=device), seed)
 

@@ -121,6 +121,7 @@ def memory_embeddings(N: int, M: int, d: int, seed: int, *, trials: int = 1, fir
                       device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Input embeddings ``E`` (``(trials, N, d)``, stream 0) and output embeddings ``U``
     (``(trials, M, d)``, stream 1), independent, from one ``seed``."""
+    N, M = check.positive_int("N", N), check.positive_int("M", M)
     kwargs = dict(trials=trials, first_trial=first_trial, kind=kind, dtype=dtype, device=device)
     return (embeddings(N, d, seed, stream=0, **kwargs), embeddings(M, d, seed, stream=1, **kwargs))
 
@@ -375,7 +376,7 @@ def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, 
 @experiment("interference_error_vs_d")
 def error_vs_d(N: int = 1000, M: int = 5, alpha: float = 2.0, scheme: str = "threshold", rho: float = 1.0,
                fraction: float = 1 / 8, d_min: int = 10, d_max: int = 1000, n_d: int = 20,
-               trials: int = 100, seed: int = 0, kind: str = "gaussian") -> list[dict]:
+               trials: int = 100, seed: int = 0, kind: str = "gaussian", device: str = "cpu") -> list[dict]:
     """Error against ``d`` for one scheme, the paper's figure of chapter 2 (f*(x) = x mod M).
 
     One row per ``d`` of ``n_d`` log-spaced integers in ``[d_min, d_max]``: the mean and standard
@@ -384,7 +385,7 @@ def error_vs_d(N: int = 1000, M: int = 5, alpha: float = 2.0, scheme: str = "thr
     p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
     d_grid = log_grid(d_min, d_max, n_d)
     q = scheme_weights(scheme, p, d_grid, rho=rho, fraction=fraction)
-    errors = error_scan(q, p, labels, M, d_grid, seed, trials=trials, kind=kind).numpy()
+    errors = error_scan(q, p, labels, M, d_grid, seed, trials=trials, kind=kind, device=device).cpu().numpy()
     return [{"d": int(d), "error_mean": float(errors[:, j].mean()), "error_std": float(errors[:, j].std())}
             for j, d in enumerate(d_grid)]
 

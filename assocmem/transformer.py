@@ -402,13 +402,14 @@ def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04, *, interpolate: b
 @experiment("nd_balance", version=2)
 def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
                context: int = 32, train_tokens: int = 16_384, steps: int = 400, batch_size: int = 16,
-               lr: float = 3e-3, eval_every: int = 25, eval_windows: int = 64, seed: int = 0) -> dict:
+               lr: float = 3e-3, eval_every: int = 25, eval_windows: int = 64, seed: int = 0,
+               device: str = "cpu") -> dict:
     """One point of the N-D balance: train a model of width ``d_emb`` on ``train_tokens`` tokens of
     ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`; see :func:`spread_subset`) and report N
     (attention + feed-forward), the final training loss, the minimum validation loss and the mean
     squared gap between them (:func:`mean_squared_gap`)."""
     data = named_corpus(corpus)
-    model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed)
+    model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed, device=device)
     run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
                                train_tokens=train_tokens, eval_every=eval_every,
                                eval_windows=eval_windows, seed=seed, progress=False)
@@ -420,12 +421,12 @@ def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_he
 def loss_floor(corpus: str = "grammar", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
                context: int = 32, steps: int = 1500, batch_size: int = 16, lr: float = 1e-2,
                eval_every: int = 100, eval_windows: int = 128, min_position: int = 24,
-               seed: int = 0) -> list[dict]:
+               seed: int = 0, device: str = "cpu") -> list[dict]:
     """Train on ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`) towards its plateau; one row
     per evaluation with the training and validation losses (predictions with at least
     ``min_position`` tokens of context) and the corpus's exact entropy rate (``nan`` if unknown)."""
     data = named_corpus(corpus)
-    model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed)
+    model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed, device=device)
     run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
                                eval_every=eval_every, eval_windows=eval_windows,
                                min_position=min_position, seed=seed, progress=False)

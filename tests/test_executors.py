@@ -128,3 +128,12 @@ def test_executor_validation(name, options, match):
         executors.make_executor(name, **options)
     with pytest.raises(TypeError, match="or have a .map method"):
         executors.make_executor(object())
+
+
+def test_every_book_experiment_can_choose_its_device():
+    book = {name: exp for name, exp in sweep.experiments().items() if not name.startswith(("test_", "fixture_"))}
+    assert len(book) >= 8
+    assert [name for name, exp in book.items() if "device" not in exp.defaults] == []
+    rows = sweep.get_experiment("interference_error_vs_d").rows(
+        {"N": 50, "d_min": 4, "d_max": 16, "n_d": 3, "trials": 2, "device": "cpu"})
+    assert [row["d"] for row in rows] == [4, 8, 16] and all(0 <= row["error_mean"] <= 1 for row in rows)
