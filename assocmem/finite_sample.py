@@ -143,9 +143,9 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
         Random embeddings, or the standard bases (inputs :math:`e_x`, outputs :math:`u_y`; needs
         ``min(d_grid) >= N``), the orthogonal memory of the exact identity of chapter 3.
     max_bytes : int
-        Bound on the embeddings held at once: they are drawn in chunks of trials (same numbers). Each
-        trial is one :func:`assocmem.memory.population_error` call whose batch is its ``G`` weightings,
-        over a view of the trial's embeddings (no copy).
+        Bound on the embeddings and score accumulators held at once: trials are drawn in chunks
+        (same numbers). Each chunk is one :func:`assocmem.memory.population_errors` call with the
+        ``G`` weightings, which share every pass over the chunk's embeddings.
 
     Returns
     -------
@@ -163,19 +163,20 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     D = int(d_grid.max())
     if kind == "orthonormal" and d_grid.min() < N:
         raise ValueError(f"kind='orthonormal' needs every d >= N={N}, got min(d_grid)={d_grid.min()}")
-    # One population_error call per trial, its G weightings as the batch: the trial's embeddings are
-    # expanded (a stride-0 view, no copy) over the batch, so every product is one batched matmul.
-    bytes_per_trial = (N + M) * D * torch.empty((), dtype=dtype).element_size()
+    # One population_errors call per chunk of trials, its G weightings folded into the rows of the
+    # products: each block of a trial's embeddings is read once for all weightings. A chunk holds the
+    # embeddings and the score accumulators (M per weighting and d) of its trials.
+    vectors = n_weights * (d_grid.size if weights.ndim == 4 else 1)
+    bytes_per_trial = ((N + M) * D + vectors * M * N) * torch.empty((), dtype=dtype).element_size()
     trials_per_chunk = max(1, max_bytes // bytes_per_trial)
     errors = np.empty((trials, n_weights, d_grid.size))
     for first in range(0, trials, trials_per_chunk):
         size = min(trials_per_chunk, trials - first)
         E, U = _embeddings(kind, N, M, D, seed, size, first, dtype, device)
-        for k in range(size):
-            errors[first + k] = memory.population_error(
-                weights[first + k], p, labels, E[k:k + 1].expand(n_weights, -1, -1),
-                U[k:k + 1].expand(n_weights, -1, -1), d_grid,
-                kind="gaussian" if kind == "orthonormal" else kind).cpu().numpy()
+        per_weighting = memory.population_errors(
+            list(weights[first:first + size].swapaxes(0, 1)), p, labels, E, U, d_grid,
+            kind="gaussian" if kind == "orthonormal" else kind)
+        errors[first:first + size] = torch.stack(per_weighting, dim=1).cpu().numpy()
     return errors
 
 

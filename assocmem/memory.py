@@ -105,12 +105,13 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     _check_float_dtype(dtype)
     # stored coordinate-major (a transposed view): the leading-d blocks that nested grids use are
     # then contiguous in memory, which makes the products of population_error about twice as fast
-    storage = torch.empty(trials, d, n)
+    # (the float32 draw is converted to dtype in the same copy, exactly)
+    storage = torch.empty(trials, d, n, dtype=dtype)
     for i, t in enumerate(range(first_trial, first_trial + trials)):
         state = np.random.SeedSequence([seed, stream, t]).generate_state(1, dtype=np.uint64)[0]
         generator = torch.Generator().manual_seed(int(state))
         storage[i] = torch.randn(n, d, generator=generator).T
-    out = storage.transpose(1, 2).to(device=device, dtype=dtype)
+    out = storage.transpose(1, 2).to(device=device)
     if kind == "sphere":
         return out.div_(out.norm(dim=-1, keepdim=True))
     return out.div_(np.sqrt(d))
@@ -309,11 +310,9 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
     by_grid_point = [torch.stack([weights[i][:, j] for i in per_d], 1) for j in range(G)] if per_d else []
     groups = [_stored_rows(torch.cat(group, dim=1), labels, M, E)                  # (rows, their inputs)
               for group in (by_grid_point, [weights[i] for i in fixed]) if group]
-    read_at = {i: [j * len(per_d) + rank for j in range(G)] for rank, i in enumerate(per_d)}
-    read_at |= {i: [G * len(per_d) + rank] * G for rank, i in enumerate(fixed)}
     K = G * len(per_d) + len(fixed)
-    dot_sums = torch.zeros(trials, K, M, N, dtype=E.dtype, device=E.device)
-    errors = [torch.empty(trials, G, dtype=torch.float64, device=E.device) for _ in qs]
+    dot_sums = torch.zeros(trials, K * M, N, dtype=E.dtype, device=E.device)
+    errors = torch.empty(len(qs), trials, G, dtype=torch.float64, device=E.device)
     start = 0
     for j, d in enumerate(d_grid):
         # coordinates [start, d) feed every vector still accumulating: the d-dependent ones of the
@@ -321,17 +320,19 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
         live = j * len(per_d)
         class_sums = torch.cat([rows[:, live * M if per_d and g == 0 else 0:] @ stored[:, :, start:d]
                                 for g, (rows, stored) in enumerate(groups)], dim=1)
-        block = E[:, :, start:d]
-        dot_sums[:, live:] += (class_sums @ block.transpose(1, 2)).view(trials, K - live, M, N)
+        dot_sums[:, live * M:].baddbmm_(class_sums, E[:, :, start:d].transpose(1, 2))  # in place
         start = d
         U_d = U[:, :, :d]
         if kind == "sphere":
             U_d = U_d / U_d.norm(dim=-1, keepdim=True)
-        output_gram = _finite(U_d @ U_d.transpose(1, 2))
-        for i, index in read_at.items():
-            errors[i][:, j] = _weighted_misses(output_gram @ dot_sums[:, index[j]], labels, p)
+        output_gram = _finite(U_d @ U_d.transpose(1, 2))[:, None]
+        # the vectors read at grid point j: its d-dependent ones, then every d-independent one
+        for members, vectors in ((per_d, slice(live, live + len(per_d))), (fixed, slice(K - len(fixed), K))):
+            if members:
+                class_scores = output_gram @ dot_sums.view(trials, K, M, N)[:, vectors]
+                errors[members, :, j] = _weighted_misses(class_scores, labels, p).T
     _finite(dot_sums)
-    return errors
+    return list(errors)
 
 
 def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
@@ -404,11 +405,13 @@ def _stored_rows(weights: torch.Tensor, labels: torch.Tensor, M: int, E: torch.T
     """Class-split weight rows ``(trials, K * M, n)`` and the input embeddings they multiply, restricted
     to the tokens with a non-zero weight when those are few (thresholds store ``P << N`` tokens)."""
     trials, K, N = weights.shape
-    rows = (_one_hot(labels, M, E)[None, None] * weights[:, :, None, :]).reshape(trials, K * M, N)
     support = torch.nonzero(weights.ne(0).any(0).any(0)).squeeze(1)
     if support.numel() <= N // 2:
-        return rows[..., support], E[:, support]
-    return rows, E
+        # gathered along the token axis, contiguous in the coordinate-major layout of `embeddings`
+        weights, labels = weights[..., support], labels[support]
+        E = E.transpose(1, 2)[..., support].transpose(1, 2)
+    rows = _one_hot(labels, M, E)[None, None] * weights[:, :, None, :]
+    return rows.reshape(trials, K * M, -1), E
 
 
 def _one_hot(labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
@@ -464,8 +467,10 @@ def _check_embeddings(E, U) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _finite(class_scores: torch.Tensor) -> torch.Tensor:
     """Scores (or their factors) are checked instead of the much larger embeddings: a NaN or inf
-    anywhere in E, U or q reaches them, and would otherwise be read as a silent miss or hit."""
-    if not torch.isfinite(class_scores).all():
+    anywhere in E, U or q reaches them, and would otherwise be read as a silent miss or hit. The
+    minimum and maximum (one pass, no boolean copy) are finite exactly when every entry is: a NaN
+    propagates to both, an infinity to one."""
+    if not torch.isfinite(torch.stack(torch.aminmax(class_scores))).all():
         raise ValueError("scores are not finite: E, U and q must be finite (and not overflow)")
     return class_scores
 
