@@ -14,7 +14,7 @@ from assocmem.fitting import fit_power_law
 from assocmem.sweep import experiments
 from assocmem.theory import hopfield as th
 
-SETTINGS = settings(max_examples=30, deadline=None)
+SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)  # same cases in CI as here
 seeds = st.integers(0, 2**31 - 1)
 
 
