@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from . import sweep
+from ._io import atomic_write_text
 from .executors import EXECUTORS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -157,7 +156,7 @@ def command_run(args) -> int:
     if out is None:
         print(table.to_string(index=False))
     else:
-        _write_atomically(out, table.to_csv(index=False))
+        atomic_write_text(out, table.to_csv(index=False))
     where = f"wrote {out} ({len(table)} rows)" if out else f"{len(table)} rows"
     print(f"{exp.name}: {stats['points']} points, {stats['cached']} from the cache, {stats['computed']} computed; "
           f"{where} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -172,13 +171,6 @@ def _checked_device(device: str) -> str:
     except (RuntimeError, AssertionError) as error:
         raise UsageError(f"--device {device!r} is not available here ({str(error).splitlines()[0]})") from None
     return device
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import pkgutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import _validate as check
+from ._io import atomic_write_text
 from .executors import compute_point, make_executor
 
 CACHE_ENV = "ASSOCMEM_CACHE_DIR"
@@ -163,16 +163,7 @@ class DiskCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"key": key, "experiment": experiment.name, "version": experiment.version,
                  "config": dict(config), "rows": rows, "checksum": _checksum(rows)}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(entry, allow_nan=True))  # keeps the rows' column order
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(entry, allow_nan=True))  # keeps the rows' column order
 
 
 def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str | os.PathLike | bool = True,

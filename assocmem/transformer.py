@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _validate as check
+from ._io import atomic_write
 from .corpora import Corpus, named_corpus
 from .sweep import experiment
 
@@ -317,11 +318,9 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
 def _save(path, model, optimizer, generator, settings, run, step) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "settings": settings, "run": asdict(run),
-                "step": step}, tmp)
-    os.replace(tmp, path)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "generator": generator.get_state(), "settings": settings, "run": asdict(run), "step": step}
+    atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
 
 
 def _resume(path, model, optimizer, generator, settings) -> tuple[TrainingRun, int]:

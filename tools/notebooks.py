@@ -10,15 +10,15 @@ With no file, ``execute`` runs every chapter. Execution uses the current interpr
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import jupytext
 import nbformat
 from nbclient import NotebookClient
+
+from assocmem._io import atomic_write_text
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 TWINS = BOOK / "twins"
@@ -43,8 +43,8 @@ def execute(name: str) -> None:
     NotebookClient(nb, timeout=900, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(BOOK)}}).execute()
     print(f"{name}: executed in {time.perf_counter() - start:.0f} s", flush=True)
-    _atomic_write(BOOK / f"{name}.ipynb", nbformat.writes(nb))
-    _atomic_write(twin, jupytext.writes(nb, fmt=TWIN_FORMAT))
+    atomic_write_text(BOOK / f"{name}.ipynb", nbformat.writes(nb))
+    atomic_write_text(twin, jupytext.writes(nb, fmt=TWIN_FORMAT))
 
 
 def out_of_sync() -> list[str]:
@@ -60,13 +60,6 @@ def out_of_sync() -> list[str]:
 
 def _cells(nb) -> list[tuple]:
     return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", []))) for c in nb.cells]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str]) -> int:
