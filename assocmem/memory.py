@@ -48,6 +48,8 @@ chunks of trials and returns the same numbers.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -90,7 +92,8 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     ``kind="gaussian"``: i.i.d. :math:`\mathcal{N}(0, I/d)`; ``kind="sphere"``: uniform on the unit
     sphere (a Gaussian draw normalised). Trial ``t`` is drawn from its own generator seeded by
     ``(seed, stream, t)``, so a chunk of trials ``first_trial .. first_trial + trials - 1`` is the
-    same as those rows of one big draw, in any process and on any device. The draw is made on the
+    same as those rows of one big draw, in any process and on any device, however many threads draw
+    the trials concurrently (up to ``torch.get_num_threads()``). The draw is made on the
     CPU in float32 and then moved, so ``dtype`` and ``device`` never change the numbers.
     ``stream`` separates independent families (input vs output embeddings). The tensor is stored
     coordinate-major (``out.transpose(1, 2)`` is contiguous) so that nested blocks are contiguous.
@@ -107,10 +110,15 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     # then contiguous in memory, which makes the products of population_error about twice as fast
     # (the float32 draw is converted to dtype in the same copy, exactly)
     storage = torch.empty(trials, d, n, dtype=dtype)
-    for i, t in enumerate(range(first_trial, first_trial + trials)):
-        state = np.random.SeedSequence([seed, stream, t]).generate_state(1, dtype=np.uint64)[0]
-        generator = torch.Generator().manual_seed(int(state))
-        storage[i] = torch.randn(n, d, generator=generator).T
+
+    def draw(i: int) -> None:
+        state = np.random.SeedSequence([seed, stream, first_trial + i]).generate_state(1, dtype=np.uint64)[0]
+        storage[i] = torch.randn(n, d, generator=torch.Generator().manual_seed(int(state))).T
+
+    # each trial has its own generator and its own slot, so trials are drawn on torch's threads at once
+    # (one randn is single-threaded) with the same numbers as one after the other
+    with ThreadPoolExecutor(max_workers=min(trials, torch.get_num_threads())) as pool:
+        list(pool.map(draw, range(trials)))
     out = storage.transpose(1, 2).to(device=device)
     if kind == "sphere":
         return out.div_(out.norm(dim=-1, keepdim=True))
@@ -290,7 +298,10 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
     Every weight vector that a grid point reads is accumulated block by block over the coordinates:
     the block :math:`[d_{j-1}, d_j)` is read once and multiplied against all vectors still needed —
     the one of each ``d``-dependent weighting for every :math:`d \ge d_j`, and the single vector of each
-    ``d``-independent one. Returns one float64 tensor of shape ``(trials, len(d_grid))`` per weighting.
+    ``d``-independent one. A ``d``-dependent vector is read at one ``d`` only, so the output Gram
+    matrix of that ``d`` is folded into its rows, :math:`\sum_{y'} (u_y^\top u_{y'}) V_{y'}`, and its
+    products with the :math:`e_r` are the class scores themselves. Returns one float64 tensor of shape
+    ``(trials, len(d_grid))`` per weighting.
     """
     E, U = _check_embeddings(E, U)
     trials, N, D = E.shape
@@ -305,13 +316,17 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
     weights = [_effective_weights(_weights(q, E, n_grid=G), E, d_grid, kind) for q in qs]
     per_d = [i for i, w in enumerate(weights) if w.shape[1] > 1]
     fixed = [i for i, w in enumerate(weights) if w.shape[1] == 1]
+    output_grams = _output_grams(U, d_grid, kind)                                   # (trials, G, M, M)
     # vector order: grid point by grid point the d-dependent vectors, then the d-independent ones, so
     # the vectors still accumulating at block j are a suffix starting at j * len(per_d)
-    by_grid_point = [torch.stack([weights[i][:, j] for i in per_d], 1) for j in range(G)] if per_d else []
-    groups = [_stored_rows(torch.cat(group, dim=1), labels, M, E)                  # (rows, their inputs)
-              for group in (by_grid_point, [weights[i] for i in fixed]) if group]
+    groups = []
+    if per_d:
+        by_grid_point = torch.stack([weights[i] for i in per_d], dim=2)          # (trials, G, P, N)
+        groups.append(_stored_rows(by_grid_point, labels, E, mixing=output_grams[:, :, None]))
+    if fixed:
+        identity = torch.eye(M, dtype=E.dtype, device=E.device)
+        groups.append(_stored_rows(torch.cat([weights[i] for i in fixed], dim=1), labels, E, mixing=identity))
     K = G * len(per_d) + len(fixed)
-    dot_sums = torch.zeros(trials, K * M, N, dtype=E.dtype, device=E.device)
     errors = torch.empty(len(qs), trials, G, dtype=torch.float64, device=E.device)
     start = 0
     for j, d in enumerate(d_grid):
@@ -320,18 +335,19 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
         live = j * len(per_d)
         class_sums = torch.cat([rows[:, live * M if per_d and g == 0 else 0:] @ stored[:, :, start:d]
                                 for g, (rows, stored) in enumerate(groups)], dim=1)
-        dot_sums[:, live * M:].baddbmm_(class_sums, E[:, :, start:d].transpose(1, 2))  # in place
+        block = E[:, :, start:d].transpose(1, 2)
+        if j == 0:
+            dot_sums = class_sums @ block                       # every vector is live in the first block
+        else:
+            dot_sums[:, live * M:].baddbmm_(class_sums, block)  # in place
         start = d
-        U_d = U[:, :, :d]
-        if kind == "sphere":
-            U_d = U_d / U_d.norm(dim=-1, keepdim=True)
-        output_gram = _finite(U_d @ U_d.transpose(1, 2))[:, None]
-        # the vectors read at grid point j: its d-dependent ones, then every d-independent one
-        for members, vectors in ((per_d, slice(live, live + len(per_d))), (fixed, slice(K - len(fixed), K))):
-            if members:
-                class_scores = output_gram @ dot_sums.view(trials, K, M, N)[:, vectors]
-                errors[members, :, j] = _weighted_misses(class_scores, labels, p).T
+        if fixed:   # complete for this d: scored with its output Gram matrix
+            class_scores = output_grams[:, j, None] @ dot_sums.view(trials, K, M, N)[:, K - len(fixed):]
+            errors[fixed, :, j] = _weighted_misses(class_scores, labels, p).T
     _finite(dot_sums)
+    if per_d:       # their rows carry the output Gram matrix of their d: these are class scores already
+        class_scores = dot_sums.view(trials, K, M, N)[:, :G * len(per_d)]
+        errors[per_d] = _weighted_misses(class_scores, labels, p).view(trials, G, len(per_d)).permute(2, 0, 1)
     return list(errors)
 
 
@@ -401,29 +417,31 @@ def log_grid(low: int, high: int, n: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- internals
 
-def _stored_rows(weights: torch.Tensor, labels: torch.Tensor, M: int, E: torch.Tensor):
-    """Class-split weight rows ``(trials, K * M, n)`` and the input embeddings they multiply, restricted
-    to the tokens with a non-zero weight when those are few (thresholds store ``P << N`` tokens)."""
-    trials, K, N = weights.shape
-    support = torch.nonzero(weights.ne(0).any(0).any(0)).squeeze(1)
+def _stored_rows(weights: torch.Tensor, labels: torch.Tensor, E: torch.Tensor, mixing: torch.Tensor):
+    r"""The rows whose products with the :math:`e_r` a memory's scores are made of, and the input
+    embeddings they multiply.
+
+    ``weights`` ``(trials, ..., N)`` holds weight vectors :math:`w_k`; ``mixing`` (broadcast against
+    ``weights.shape[:-1] + (M, M)``) the class mixing :math:`C_k` of each. Row :math:`(k, y)` is
+    :math:`\sum_x C_k[y, f^*(x)]\, w_k(x)\, e_x`: with :math:`C = I` the class sums :math:`V_y`, with
+    the output Gram matrix the class scores' rows :math:`\sum_{y'} (u_y^\top u_{y'}) V_{y'}`. Returned as
+    token weights ``(trials, rows, n)``, restricted to the tokens with a non-zero weight when those
+    are few (thresholds store ``P << N`` tokens)."""
+    N = weights.shape[-1]
+    support = torch.nonzero(weights.ne(0).flatten(0, -2).any(0)).squeeze(1)
     if support.numel() <= N // 2:
         # gathered along the token axis, contiguous in the coordinate-major layout of `embeddings`
         weights, labels = weights[..., support], labels[support]
-        E = E.transpose(1, 2)[..., support].transpose(1, 2)
-    rows = _one_hot(labels, M, E)[None, None] * weights[:, :, None, :]
-    return rows.reshape(trials, K * M, -1), E
-
-
-def _one_hot(labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
-    r"""The ``M x N`` class-membership matrix :math:`\mathbf{1}[f^*(x) = y]` in E's dtype."""
-    one_hot = torch.zeros(M, labels.numel(), dtype=E.dtype, device=E.device)
-    one_hot[labels, torch.arange(labels.numel(), device=E.device)] = 1
-    return one_hot
+        coordinates = E.transpose(1, 2)
+        E = coordinates.gather(2, support.expand(*coordinates.shape[:2], -1)).transpose(1, 2)
+    rows = mixing[..., labels] * weights[..., None, :]                   # (trials, ..., M, n)
+    return rows.flatten(1, -2), E
 
 
 def _class_sums(weights: torch.Tensor, labels: torch.Tensor, M: int, E: torch.Tensor) -> torch.Tensor:
     r""":math:`V_y = \sum_{x: f^*(x)=y} w(x) e_x` as one batched product, shape ``(trials, M, d)``."""
-    return (_one_hot(labels, M, E)[None] * weights[:, None, :]) @ E
+    one_hot = torch.eye(M, dtype=E.dtype, device=E.device)[:, labels]    # 1[f*(x) = y], (M, N)
+    return (one_hot[None] * weights[:, None, :]) @ E
 
 
 def _effective_weights(q: torch.Tensor, E: torch.Tensor, d_grid: list[int], kind: str) -> torch.Tensor:
@@ -441,13 +459,23 @@ def _effective_weights(q: torch.Tensor, E: torch.Tensor, d_grid: list[int], kind
     return q * torch.stack(inverse_norms, dim=1)
 
 
+def _output_grams(U: torch.Tensor, d_grid: list[int], kind: str) -> torch.Tensor:
+    r"""The output Gram matrices :math:`u_y^\top u_{y'}` at every ``d`` of the grid (leading coordinates;
+    renormalised first for sphere embeddings), shape ``(trials, len(d_grid), M, M)``."""
+    grams = []
+    for d in d_grid:
+        U_d = U[:, :, :d]
+        if kind == "sphere":
+            U_d = U_d / U_d.norm(dim=-1, keepdim=True)
+        grams.append(U_d @ U_d.transpose(1, 2))
+    return _finite(torch.stack(grams, dim=1))
+
+
 def _weighted_misses(class_scores: torch.Tensor, labels: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     r""":math:`\sum_r p(r)\,\mathbf{1}[s_{f^*(r)}(r) \le \max_{y \ne f^*(r)} s_y(r)]` for scores of
     shape ``(..., M, N)``; returns shape ``(...)`` in float64."""
-    index = labels.expand(*class_scores.shape[:-2], 1, -1)
-    true_score = class_scores.gather(-2, index)
-    others = class_scores.scatter(-2, index, float("-inf")).amax(dim=-2, keepdim=True)
-    missed = (true_score <= others).squeeze(-2)
+    true_score = class_scores.gather(-2, labels.expand(*class_scores.shape[:-2], 1, -1))
+    missed = (class_scores >= true_score).sum(dim=-2) > 1     # the true class itself and a rival
     return missed.to(torch.float64) @ p
 
 
@@ -525,7 +553,7 @@ def _d_grid(d_grid, D: int) -> list[int]:
 def _weights(q, E: torch.Tensor, *, n_grid: int) -> torch.Tensor:
     """``q`` as a tensor of shape ``(trials or 1, n_grid or 1, N)`` in E's dtype and device."""
     trials, N = E.shape[0], E.shape[1]
-    q = torch.as_tensor(q.cpu().numpy() if isinstance(q, torch.Tensor) else np.asarray(q, dtype=np.float64))
+    q = q.cpu().numpy() if isinstance(q, torch.Tensor) else np.asarray(q, dtype=np.float64)
     if q.ndim == 1:
         q = q[None, None]
     elif q.ndim == 2:
@@ -535,6 +563,6 @@ def _weights(q, E: torch.Tensor, *, n_grid: int) -> torch.Tensor:
         raise ValueError(f"q must have shape (N,), (trials, N) or (trials, len(d_grid), N) with "
                          f"N={N}, trials={trials}, len(d_grid)={n_grid} (size-1 axes broadcast), "
                          f"got {tuple(q.shape)}")
-    if not torch.isfinite(q).all():
+    if not np.isfinite(q).all():
         raise ValueError("q must be finite")
-    return q.to(dtype=E.dtype, device=E.device).expand(trials, -1, -1)
+    return torch.as_tensor(q).to(dtype=E.dtype, device=E.device).expand(trials, -1, -1)

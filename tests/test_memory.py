@@ -126,6 +126,20 @@ def test_embeddings_laws_and_reproducibility():
     assert not torch.equal(E, U)
 
 
+def test_concurrent_draw_equals_one_trial_at_a_time():
+    """Trials are drawn on several threads at once; each must still be its own generator's draw."""
+    together = memory.embeddings(300, 40, seed=9, trials=6, dtype=torch.float64)
+    one_by_one = torch.cat([memory.embeddings(300, 40, seed=9, trials=1, first_trial=t, dtype=torch.float64)
+                            for t in range(6)])
+    assert torch.equal(together, one_by_one)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(memory.embeddings(300, 40, seed=9, trials=6, dtype=torch.float64), together)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_weighting_schemes():
     np.testing.assert_array_equal(memory.threshold_weights(5, 2), [1, 1, 0, 0, 0])
     assert memory.threshold_weights(5, [0, 3]).sum(1).tolist() == [0, 3]
