@@ -62,3 +62,14 @@ def int_array(name: str, values, *, minimum: int = 1) -> np.ndarray:
     if arr.min() < minimum:
         raise ValueError(f"{name} must contain integers >= {minimum}, got min {arr.min()}")
     return arr.astype(np.int64)
+
+
+def positive_array(name: str, values) -> np.ndarray:
+    """A non-empty real scalar or array with every entry finite and ``> 0``, as float64."""
+    arr = np.asarray(values)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a positive real number or array, got {values!r}")
+    arr = arr.astype(np.float64)
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be finite and > 0, got {values!r}")
+    return arr

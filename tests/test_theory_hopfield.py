@@ -100,7 +100,7 @@ def test_retrieval_error_bound_formula():
     (lambda: th.error_free_capacity(1), "d must be"),
     (lambda: th.modern_capacity_constant(0.0, 1.0, 10, 0.01), "beta must lie"),
     (lambda: th.cap_probability(1.0, 10), "eta must lie"),
-    (lambda: th.replica_overlap(0.0), "load must be positive"),
+    (lambda: th.replica_overlap(0.0), "load must be finite and > 0"),
     (lambda: th.retrieval_error_bound(3, 1.0, 1.0, 1.0, -1.0), "distance must be"),
     (lambda: th.mchn_link_gap([]), "norms must be"),
 ])

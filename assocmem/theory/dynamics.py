@@ -102,9 +102,7 @@ def minibatch_q(counts, lr, M: int, batch_size: int, *, form: str = "paper") -> 
     if counts.ndim < 2 or counts.min(initial=0) < 0:
         raise ValueError("counts must have shape (..., steps, N) with non-negative entries")
     steps = counts.shape[-2]
-    lr = np.asarray(lr, dtype=np.float64)
-    if np.any(lr <= 0) or not np.all(np.isfinite(lr)):
-        raise ValueError("lr must be positive and finite")
+    lr = check.positive_array("lr", lr)
     lr = np.broadcast_to(lr[..., None] if lr.ndim == counts.ndim - 2 else lr, counts.shape[:-1])
     boost = M / (M - 1) if form == "symmetric" else 1.0
     q = np.zeros(counts.shape[:-2] + (steps + 1, counts.shape[-1]))

@@ -61,9 +61,7 @@ def replica_overlap(load, *, iterations: int = 5000) -> np.ndarray:
     The fraction of wrong bits is :math:`(1-m)/2`: about 1.2% just below
     :math:`\alpha_c \approx 0.138`, where the retrieval state disappears (:math:`m = 0` above).
     """
-    load = np.asarray(load, dtype=np.float64)
-    if np.any(load <= 0) or not np.all(np.isfinite(load)):
-        raise ValueError("load must be positive and finite")
+    load = check.positive_array("load", load)
     iterations = check.positive_int("iterations", iterations)
     m, r = np.ones_like(load), np.ones_like(load)
     for _ in range(iterations):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from .. import _validate as check
+
 __all__ = [
     "log_ball_volume",
     "log_lower_gamma_regularized",
@@ -34,7 +36,7 @@ def log_ball_volume(n, r) -> np.ndarray:
     ``n`` (integers >= 1) and ``r`` (> 0) broadcast against each other.
     """
     n = _dimensions(n)
-    r = _positive_array("r", r)
+    r = check.positive_array("r", r)
     return 0.5 * n * np.log(np.pi) + n * np.log(r) - special.gammaln(1.0 + 0.5 * n)
 
 
@@ -45,8 +47,8 @@ def log_lower_gamma_regularized(a, x) -> np.ndarray:
     \frac{x^k}{(a+1)\cdots(a+k)}`, summed in log space, where it converges fast (:math:`x < a + 1`),
     and ``log(scipy.special.gammainc)`` elsewhere (there :math:`P` is not small, so nothing underflows).
     """
-    a = _positive_array("a", a)
-    x = _positive_array("x", x)
+    a = check.positive_array("a", a)
+    x = check.positive_array("x", x)
     a, x = np.broadcast_arrays(a, x)
     out = np.empty(a.shape, dtype=np.float64)
     series = x < a + 1.0
@@ -71,7 +73,7 @@ def log_ball_gaussian_integral(n, r) -> np.ndarray:
     :math:`\pi^{n/2}\gamma(n/2, r^2)/\Gamma(n/2)`. Always below :math:`\log V_n(r)`.
     """
     n = _dimensions(n)
-    r = _positive_array("r", r)
+    r = check.positive_array("r", r)
     return 0.5 * n * np.log(np.pi) + log_lower_gamma_regularized(0.5 * n, r**2)
 
 
@@ -83,7 +85,7 @@ def theory_radius(n) -> np.ndarray:
 
 def loss_from_partition(Z) -> np.ndarray:
     r"""The cross-entropy the argument predicts, :math:`L \approx \log Z + 1/Z`; minimal (= 1) at Z = 1."""
-    return np.log(_positive_array("Z", Z)) + 1.0 / np.asarray(Z, dtype=np.float64)
+    return np.log(check.positive_array("Z", Z)) + 1.0 / np.asarray(Z, dtype=np.float64)
 
 
 def patterns_at_unit_partition(n, r=None, *, exact: bool = True) -> np.ndarray:
@@ -106,13 +108,3 @@ def _dimensions(n) -> np.ndarray:
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 1) or np.any(arr != np.round(arr)):
         raise ValueError(f"n must contain integers >= 1, got {n!r}")
     return arr.astype(np.float64)
-
-
-def _positive_array(name: str, value) -> np.ndarray:
-    arr = np.asarray(value)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must be a positive real number or array, got {value!r}")
-    arr = arr.astype(np.float64)
-    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return arr
