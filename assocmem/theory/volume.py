@@ -85,7 +85,8 @@ def theory_radius(n) -> np.ndarray:
 
 def loss_from_partition(Z) -> np.ndarray:
     r"""The cross-entropy the argument predicts, :math:`L \approx \log Z + 1/Z`; minimal (= 1) at Z = 1."""
-    return np.log(check.positive_array("Z", Z)) + 1.0 / np.asarray(Z, dtype=np.float64)
+    Z = check.positive_array("Z", Z)
+    return np.log(Z) + 1.0 / Z
 
 
 def patterns_at_unit_partition(n, r=None, *, exact: bool = True) -> np.ndarray:
