@@ -324,7 +324,19 @@ def _save(path, model, optimizer, generator, settings, run, step) -> None:
 
 
 def _resume(path, model, optimizer, generator, settings) -> tuple[TrainingRun, int]:
-    state = torch.load(path, weights_only=False)
+    """Restore a checkpoint written by :func:`_save`. It is loaded with ``weights_only=True`` (tensors
+    and plain containers only: a crafted file cannot run code); a damaged one is reported by name."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        valid = isinstance(state, dict) and {"model", "optimizer", "generator", "settings", "run",
+                                             "step"} <= set(state)
+    except Exception as error:  # truncated, empty, zero-filled, or holding objects other than tensors
+        raise ValueError(f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}); delete it to restart "
+                         f"training from step 0") from None
+    if not valid:
+        raise ValueError(f"checkpoint {path} is damaged or not a checkpoint (missing fields); delete it to "
+                         f"restart training from step 0")
     if state["settings"] != settings:
         raise ValueError(f"checkpoint {path} was written with settings {state['settings']}, "
                          f"not {settings}; remove it or pass another checkpoint path")
