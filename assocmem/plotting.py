@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .fitting import PowerLawFit, fit_power_law
+from .report import sig
 
 
 def figure(ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kwargs):
@@ -45,9 +46,9 @@ def theory(ax, x, y, label: str, *, color=None, style: str = "--"):
 
 
 def fitted_slope(ax, x, y, predicted: float, *, name: str = "fit", color=None) -> PowerLawFit:
-    """Fit a power law to ``y`` over ``x``, draw it dotted, and label it with the fitted slope,
-    its spread across trials and the ``predicted`` slope. Returns the fit."""
+    """Fit a power law to ``y`` over ``x`` (:func:`assocmem.fitting.fit_power_law`), draw it dotted,
+    and label it with the fitted slope, its standard error and the ``predicted`` slope. Returns the fit."""
     fit = fit_power_law(x, y)
     ax.plot(x, fit(x), ":", color=color, lw=1.2,
-            label=f"{name}: slope {fit} (theory {predicted:.3f})")
+            label=f"{name}: slope {sig(fit.slope)} ± {sig(fit.stderr)} (theory {sig(predicted)})")
     return fit
