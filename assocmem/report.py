@@ -75,7 +75,7 @@ def bind(name: str, value, digits: int = 2) -> str:
         text = sig(value, digits)
     else:
         raise TypeError(f"value must be a real number or a string, got {value!r}")
-    from myst_nb import glue   # the book's dependency, imported only where a chapter binds a number
+    from myst_nb import glue  # the book's dependency, imported only where a chapter binds a number
 
     glue(name, text, display=False)
     print(f"{name} = {text}")
