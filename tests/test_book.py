@@ -67,6 +67,81 @@ def test_chapter_checks_numbers_and_stores_its_explorer(chapter):
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), "not fully executed"
 
 
+# Trust (DESIGN.md, "how a number earns its place"): a measured number in prose is glued from a
+# checked cell. The rule a test can apply: outside math, code and roles, prose may not contain a decimal
+# number, a percentage or an integer >= 100. Paper settings and quoted constants go in math ($N = 1000$,
+# $0.138\,d$) and the sentence says they are settings or quotations.
+_NOT_PROSE = [
+    re.compile(r"\A---\n.*?\n---\n", re.S),                          # front matter
+    re.compile(r"^(```|~~~|:::).*?^\1", re.S | re.M),                   # code and directive fences
+    re.compile(r"\$\$.*?\$\$|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S),  # display math
+    re.compile(r"(?<!\\)\$[^$\n]+?(?<!\\)\$"),                         # inline math
+    re.compile(r"\{[\w:-]+\}`[^`]*`"),                                   # roles: glue, cite, ref, eq, ...
+    re.compile(r"`[^`\n]*`"),                                           # inline code
+    re.compile(r"\]\([^)]*\)|<!--.*?-->", re.S),                          # link targets, comments
+]
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s*%)?")
+_GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
+PAGES = [*CHAPTERS, ROOT / "book" / "intro.md", ROOT / "book" / "scale.md"]
+
+
+def unbound_numbers(markdown: str, *, context: int = 0) -> list[str]:
+    """The numbers of ``markdown`` that the prose rule flags (decimals, percentages, integers >= 100),
+    each with ``context`` characters of the stripped prose on either side."""
+    for pattern in _NOT_PROSE:
+        markdown = pattern.sub(" ", markdown)
+    hits = []
+    for match in _NUMBER.finditer(markdown):
+        text = match.group(0)
+        if "." in text or "%" in text or int(text.replace(",", "")) >= 100:
+            around = markdown[max(0, match.start() - context):match.end() + context]
+            hits.append(" ".join(around.split()) if context else text)
+    return hits
+
+
+def _markdown_cells(page: Path) -> list[str]:
+    if page.suffix == ".md":
+        return [page.read_text()]
+    return [c.source for c in nbformat.read(page, as_version=4).cells if c.cell_type == "markdown"]
+
+
+def _glued(page: Path) -> dict[str, tuple[bool, str]]:
+    """Glue key -> (is the gluing cell tagged nbval-check-output, the glued text/plain)."""
+    glued = {}
+    for cell in nbformat.read(page, as_version=4).cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                glued[name] = ("nbval-check-output" in cell.metadata.get("tags", []),
+                               out["data"].get("application/papermill.record/text/plain", ""))
+    return glued
+
+
+def test_the_prose_rule_flags_measured_numbers_and_spares_math_code_and_glue():
+    text = ("The slope is 0.25 and 12 % of 1500 tokens; {glue:text}`slope` of $N = 1000$ tokens, "
+            "`d=1000`, {cite}`CDB24`, chapter 3, 40 trials and 10,000 steps.\n\n$$0.138 d$$\n"
+            "```python\nx = 0.5\n```\n")
+    assert unbound_numbers(text) == ["0.25", "12 %", "1500", "10,000"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
+def test_prose_states_no_unbound_measured_number(page):
+    flagged = [hit for cell in _markdown_cells(page) for hit in unbound_numbers(cell, context=40)]
+    assert not flagged, ("numbers in prose that no cell binds (glue them with assocmem.report.bind, or write "
+                         f"a setting or quotation in math): {flagged}")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_every_glued_number_is_a_checked_string(chapter):
+    glued = _glued(chapter)
+    referenced = {key for cell in _markdown_cells(chapter) for key in _GLUE_ROLE.findall(cell)}
+    assert referenced <= glued.keys(), f"glue keys used in prose but never glued: {referenced - glued.keys()}"
+    unchecked = [k for k, (tagged, _) in glued.items() if not tagged]
+    assert not unchecked, f"glued in cells nbval does not check (tag nbval-check-output): {unchecked}"
+    not_text = [k for k, (_, plain) in glued.items() if not plain.startswith(("'", '"'))]
+    assert not not_text, f"glue a formatted string (assocmem.report.bind), not a raw value: {not_text}"
+
+
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
