@@ -1,20 +1,31 @@
 """Executors: how the pending points of a sweep are computed — in this process, in a local process
 pool, or on a Dask cluster — behind one interface.
 
-An executor has ``map(fn, items)``: ``items`` is a list of ``(index, config)`` and the executor
-yields ``(index, fn(config))`` in whatever order points finish, so the runner can store each result
-the moment it exists. ``fn`` is picklable (a ``functools.partial`` of :func:`compute_point`).
-Every point runs with the same number of torch threads under every executor, so a configuration gives
-bit-identical numbers whether it ran serially, in a process pool or on a Dask worker.
+An executor has ``map(fn, items)``: ``items`` is an iterable of ``(index, config)``, pulled lazily (the
+runner claims each point's lock as it hands it over), and the executor yields ``(index, fn(config))``
+in whatever order points finish, so the runner can store each result the moment it exists. ``fn`` is
+picklable (a ``functools.partial`` of :func:`compute_point`). Every point runs with the same number of
+torch threads under every executor, so a configuration gives bit-identical numbers whether it ran
+serially, in a process pool or on a Dask worker.
+
+Nothing finished is lost: when the sweep is interrupted (SIGINT, or SIGTERM, which the runner turns
+into the same exception) or a point fails, the runner throws the exception into the generator, which
+first yields every point that has already finished, then stops the workers and re-raises. Pool workers
+ignore SIGINT (the parent decides) and end with their parent, even when it is killed (no orphans).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
+import itertools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Mapping
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import torch
@@ -22,6 +33,7 @@ import torch
 from . import _validate as check
 
 EXECUTORS = ("serial", "processes", "dask")
+_POLL_S = 0.5  # how often a worker checks that its parent is alive
 
 
 def compute_point(name: str, module: str, config: Mapping, *, threads: int = 1) -> list[dict]:
@@ -38,34 +50,83 @@ def compute_point(name: str, module: str, config: Mapping, *, threads: int = 1) 
         torch.set_num_threads(previous)
 
 
+def end_with_parent(parent: int | None = None) -> None:
+    """Make this (worker) process exit when its parent does: ``PR_SET_PDEATHSIG`` on Linux, and on
+    every system a daemon thread that polls ``os.getppid()``. SIGINT is ignored: a Ctrl-C reaches the
+    whole process group, and it is the parent that decides what to keep and stops the workers."""
+    parent = os.getppid() if parent is None else parent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="assocmem-parent-watch", daemon=True).start()
+
+
 class SerialExecutor:
     """Points one after another in this process."""
 
-    def map(self, fn: Callable, items: list) -> Iterator[tuple[int, object]]:
+    def map(self, fn: Callable, items: Iterable) -> Iterator[tuple[int, object]]:
         for index, config in items:
             yield index, fn(config)
 
 
 class ProcessExecutor:
-    """A local pool of ``workers`` processes (started with *spawn*, safe with torch's threads)."""
+    """A local pool of ``workers`` processes (started with *spawn*, safe with torch's threads), fed at
+    most two points per worker at a time."""
 
     def __init__(self, workers: int | None = None):
         self.workers = check.positive_int("workers", workers) if workers is not None else os.cpu_count() or 1
 
-    def map(self, fn: Callable, items: list) -> Iterator[tuple[int, object]]:
-        if not items:
+    def map(self, fn: Callable, items: Iterable) -> Iterator[tuple[int, object]]:
+        items = iter(items)
+        first = list(itertools.islice(items, 2 * self.workers))
+        if not first:
             return
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(items)), mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(first)), mp_context=context,
+                                   initializer=end_with_parent, initargs=(os.getpid(),))
+        futures: dict = {}
         try:
-            futures = {pool.submit(fn, config): index for index, config in items}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for index, config in first:
+                futures[pool.submit(fn, config)] = index
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield futures[future], future.result()
-        finally:  # on an interrupt or an error, drop what has not started; finished points are kept
-            pool.shutdown(wait=True, cancel_futures=True)
+                    index = futures.pop(future)
+                    yield index, future.result()
+                    for index, config in itertools.islice(items, 1):
+                        futures[pool.submit(fn, config)] = index
+        except GeneratorExit:
+            raise
+        except BaseException:  # interrupted or a point failed: hand over what has finished first
+            for future in [f for f in futures if f.done() and not f.cancelled() and f.exception() is None]:
+                yield futures.pop(future), future.result()
+            raise
+        finally:  # nothing finished is left behind; running points are abandoned, workers stopped
+            _stop_pool(pool)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now (a running point is not waited for)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
 
 
 class DaskExecutor:
@@ -81,8 +142,10 @@ class DaskExecutor:
         self.scheduler = scheduler
         self.workers = check.positive_int("workers", workers) if workers is not None else 2
 
-    def map(self, fn: Callable, items: list) -> Iterator[tuple[int, object]]:
-        if not items:
+    def map(self, fn: Callable, items: Iterable) -> Iterator[tuple[int, object]]:
+        items = iter(items)
+        first = list(itertools.islice(items, 2 * self.workers))
+        if not first:
             return
         try:
             from distributed import Client, LocalCluster, as_completed
@@ -91,15 +154,30 @@ class DaskExecutor:
         with contextlib.ExitStack() as stack:
             if self.scheduler:
                 client = stack.enter_context(Client(self.scheduler))
+                window = max(2 * sum(client.nthreads().values()), len(first))
             else:
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
                     host="127.0.0.1", dashboard_address=None))
                 client = stack.enter_context(Client(cluster))
-            futures = {client.submit(fn, config, pure=False): index for index, config in items}
+                window = len(first)
+            first += list(itertools.islice(items, window - len(first)))
+            futures = {client.submit(fn, config, pure=False): index for index, config in first}
+            running = as_completed(futures)
             try:
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
+                for future in running:
+                    index = futures.pop(future)
+                    yield index, future.result()
+                    for index, config in itertools.islice(items, 1):
+                        new = client.submit(fn, config, pure=False)
+                        futures[new] = index
+                        running.add(new)
+            except GeneratorExit:
+                raise
+            except BaseException:  # hand over what has finished before cancelling the rest
+                for future in [f for f in futures if f.status == "finished"]:
+                    yield futures.pop(future), future.result()
+                raise
             finally:
                 client.cancel(list(futures))
 

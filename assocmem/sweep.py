@@ -10,6 +10,7 @@ configuration's columns first. The appendix *Running at scale* shows the command
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -18,6 +19,10 @@ import itertools
 import json
 import os
 import pkgutil
+import signal
+import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +32,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import _validate as check
-from ._io import atomic_write_text
+from ._io import TMP_SUFFIX, atomic_write_text, remove_stale_temporaries
 from .executors import compute_point, make_executor
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no per-point locks, concurrent sweeps may compute a point twice
+    fcntl = None
 
 CACHE_ENV = "ASSOCMEM_CACHE_DIR"
 _REGISTRY: dict[str, Experiment] = {}
@@ -121,18 +131,21 @@ def grid(**axes: Iterable) -> list[dict]:
 
 def config_key(experiment: Experiment, config: Mapping) -> str:
     """Stable SHA-256 of the experiment's name, version and full configuration."""
-    payload = {"experiment": experiment.name, "version": experiment.version,
-               "config": experiment.config(config)}
-    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+    return _hash({"experiment": experiment.name, "version": experiment.version,
+                  "config": experiment.config(config)})
 
 
 class DiskCache:
     """Results on disk, one JSON file per configuration, written atomically.
 
-    Each entry carries a checksum of its result; an entry that is truncated, not valid JSON, or whose
-    checksum does not match is reported with a warning and treated as missing, so it is recomputed.
-    Writers use a temporary file and ``os.replace``, so concurrent sweeps never leave a half-written
-    entry and readers see either the old file or the new one.
+    Each entry carries its key, experiment, version and full configuration next to its rows, and a
+    checksum over all of them. On load the entry must be intact, carry the requested key, and its
+    configuration must hash to that key: an entry that is truncated, not valid JSON, edited, copied
+    from another key (even with a recomputed checksum), or not a file at all is reported with a warning
+    and treated as missing, so it is recomputed and replaced. Writers use a temporary file and
+    ``os.replace``, so readers see the old entry or the new one. A per-point lock (``flock`` on
+    ``KEY.lock``) lets concurrent sweeps on one cache share the work instead of computing every point
+    twice; it is released by the system if its holder dies.
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
@@ -142,33 +155,118 @@ class DiskCache:
     def path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
-    def load(self, key: str) -> list[dict] | None:
-        """The cached rows for ``key``, or ``None`` when absent or corrupt."""
+    def load(self, key: str, *, warn: bool = True) -> list[dict] | None:
+        """The cached rows for ``key``, or ``None`` when absent or damaged (with a warning)."""
         path = self.path(key)
         try:
             entry = json.loads(path.read_text())
-            rows = entry["rows"]
-            valid = entry["key"] == key and entry["checksum"] == _checksum(rows)
+            header = {name: entry[name] for name in ("experiment", "version", "config")}
+            valid = (entry["key"] == key == _hash(header) and isinstance(entry["rows"], list)
+                     and entry["checksum"] == _checksum(entry))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             valid = False
         if not valid:
-            warnings.warn(f"corrupt cache entry {path} ignored; it will be recomputed", stacklevel=2)
+            if warn:
+                warnings.warn(f"corrupt cache entry {path} ignored; it will be recomputed", stacklevel=2)
             return None
-        return rows
+        return entry["rows"]
 
     def store(self, key: str, experiment: Experiment, config: Mapping, rows: list[dict]) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"key": key, "experiment": experiment.name, "version": experiment.version,
-                 "config": dict(config), "rows": rows, "checksum": _checksum(rows)}
+                 "config": dict(config), "rows": rows}
+        entry["checksum"] = _checksum(entry)
         atomic_write_text(path, json.dumps(entry, allow_nan=True))  # keeps the rows' column order
+
+    def try_lock(self, key: str) -> PointLock | None:
+        """Claim ``key`` for computing: a held :class:`PointLock`, or ``None`` if another sweep holds it."""
+        lock = PointLock(self.path(key).with_suffix(".lock"))
+        return lock if lock.acquire() else None
+
+    def check_writable(self) -> None:
+        """Raise ``ValueError`` naming the directory unless entries can be written there (checked before
+        any computing, so a sweep never finishes only to lose its results)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.directory):
+                pass
+        except OSError as error:
+            raise ValueError(f"cache directory {self.directory} is not writable ({error.strerror or error})") from None
+
+    def remove_stale_temporaries(self) -> int:
+        """Remove temporaries left by killed writers (see :func:`assocmem._io.remove_stale_temporaries`)."""
+        return remove_stale_temporaries(self.directory, pattern=f"??/.*{TMP_SUFFIX}") if self.directory.is_dir() else 0
+
+
+class PointLock:
+    """An exclusive, non-blocking ``flock`` on ``path`` (a no-op lock where ``fcntl`` is missing)."""
+
+    def __init__(self, path: Path):
+        self.path, self._fd = path, None
+
+    def acquire(self) -> bool:
+        if fcntl is None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self, *, stored: bool = False) -> None:
+        """Release; after a successful store the lock file is removed too (a sweep that acquires the
+        removed file's lock finds the entry, so this is safe)."""
+        if self._fd is None:
+            return
+        if stored:
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """SIGTERM during a sweep: handled like Ctrl-C (finished points kept, the same call resumes)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """In the main thread, with SIGTERM at its default (die at once), turn it into
+    :class:`SweepInterrupted` for the duration of the sweep."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise SweepInterrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str | os.PathLike | bool = True,
               executor="serial", threads: int = 1, progress: bool = True, **executor_options) -> pd.DataFrame:
     """Evaluate ``experiment`` on each configuration and return the tidy table of results.
+
+    Every point is stored in the cache the moment it finishes. When the sweep is interrupted (Ctrl-C,
+    or SIGTERM, raised as :class:`SweepInterrupted`) or a point fails, the points that already finished
+    are stored before the exception propagates; the same call then resumes. Concurrent sweeps on one
+    cache claim points with per-point locks: a point another sweep is computing is waited for and read
+    back, not computed twice.
 
     Parameters
     ----------
@@ -192,11 +290,17 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
     -------
     pandas.DataFrame
         One row per result row, in the order of ``configs``; ``df.attrs["sweep"]`` counts the points
-        read from the cache and those computed.
+        read from the cache (``cached``, including those another sweep computed meanwhile) and those
+        computed here.
     """
     experiment = get_experiment(experiment)
     configs = [experiment.config(c) for c in configs]
     cache = _as_cache(cache)
+    threads = check.positive_int("threads", threads)
+    runner = make_executor(executor, **executor_options)
+    if cache is not None:
+        cache.check_writable()
+        cache.remove_stale_temporaries()
     keys = [config_key(experiment, c) for c in configs]
     results: dict[int, list[dict]] = {}
     if cache is not None:
@@ -204,22 +308,106 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
             rows = cache.load(key)
             if rows is not None:
                 results[index] = rows
-    cached = len(results)
-    pending = [(i, configs[i]) for i in range(len(configs)) if i not in results]
-    runner = make_executor(executor, **executor_options)
-    task = functools.partial(compute_point, experiment.name, experiment.fn.__module__,
-                             threads=check.positive_int("threads", threads))
-    with tqdm(total=len(configs), initial=cached, disable=not progress,
-              desc=experiment.name, unit="point") as bar:
-        for index, rows in runner.map(task, pending):
+    task = functools.partial(compute_point, experiment.name, experiment.fn.__module__, threads=threads)
+    computed: set[int] = set()
+    stored: set[int] = set()
+    locks: dict[int, PointLock] = {}
+
+    def keep(index: int, rows: list[dict]) -> None:
+        results[index] = rows
+        computed.add(index)
+        if cache is not None:
+            cache.store(keys[index], experiment, configs[index], rows)
+            stored.add(index)
+            locks.pop(index).release(stored=True)
+        bar.update(1)
+
+    def claim(indices: list[int], busy: list[int]):
+        """Yield the points of ``indices`` this sweep gets to compute; those another sweep is
+        computing go to ``busy``; those another sweep finished meanwhile are read back."""
+        for index in indices:
             if cache is not None:
-                cache.store(keys[index], experiment, configs[index], rows)
-            results[index] = rows
-            bar.update(1)
+                lock = cache.try_lock(keys[index])
+                if lock is None:
+                    busy.append(index)
+                    continue
+                rows = cache.load(keys[index], warn=False)
+                if rows is not None:
+                    lock.release()
+                    results[index] = rows
+                    bar.update(1)
+                    continue
+                locks[index] = lock
+            yield index, configs[index]
+
+    with _sigterm_as_interrupt(), tqdm(total=len(configs), initial=len(results), disable=not progress,
+                                       desc=experiment.name, unit="point") as bar:
+        remaining = [i for i in range(len(configs)) if i not in results]
+        try:
+            while remaining:
+                busy: list[int] = []
+                _run_keeping_finished(runner.map(task, claim(remaining, busy)), keep)
+                remaining = _wait_for_others(cache, keys, busy, results, bar)
+        except BaseException:
+            if cache is not None:  # a point whose store was interrupted is stored now
+                for index in sorted(computed - stored):
+                    cache.store(keys[index], experiment, configs[index], results[index])
+            raise
+        finally:
+            for lock in locks.values():
+                lock.release()
     table = pd.DataFrame([{**configs[i], **row} for i in range(len(configs)) for row in results[i]])
     table.attrs["sweep"] = {"experiment": experiment.name, "points": len(configs),
-                            "cached": cached, "computed": len(configs) - cached}
+                            "cached": len(configs) - len(computed), "computed": len(computed)}
     return table
+
+
+def _run_keeping_finished(iterator, keep: Callable) -> None:
+    """Feed each ``(index, rows)`` of an executor's ``map`` to ``keep``. When this is interrupted or a
+    point fails, the exception is thrown into the executor's generator, which first yields the points
+    that have finished (they are kept), then stops its workers and re-raises."""
+    iterator = iter(iterator)
+    try:
+        for item in iterator:
+            keep(*item)
+    except BaseException as error:
+        throw = getattr(iterator, "throw", None)
+        if throw is not None:
+            try:
+                item = throw(error)
+                while True:
+                    keep(*item)
+                    item = next(iterator)
+            except BaseException:  # the executor re-raises ``error`` (or ends) once it has handed over
+                pass
+        raise
+
+
+def _wait_for_others(cache: DiskCache | None, keys: list[str], busy: list[int], results: dict,
+                     bar) -> list[int]:
+    """Wait for the points other sweeps are computing and read them back; return those that are still
+    missing (their sweep failed or died), to be computed here."""
+    missing, waiting = [], list(busy)
+    if waiting:
+        bar.set_postfix_str(f"waiting for {len(waiting)} point(s) another sweep is computing")
+    while waiting:
+        still = []
+        for index in waiting:
+            lock = cache.try_lock(keys[index])
+            if lock is None:
+                still.append(index)
+                continue
+            rows = cache.load(keys[index], warn=False)
+            lock.release()
+            if rows is None:
+                missing.append(index)
+            else:
+                results[index] = rows
+                bar.update(1)
+        waiting = still
+        if waiting:
+            time.sleep(0.1)
+    return missing
 
 
 def _as_cache(cache) -> DiskCache | None:
@@ -234,5 +422,10 @@ def _canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
-def _checksum(rows) -> str:
-    return hashlib.sha256(_canonical(rows).encode()).hexdigest()
+def _hash(obj) -> str:
+    return hashlib.sha256(_canonical(obj).encode()).hexdigest()
+
+
+def _checksum(entry: Mapping) -> str:
+    """SHA-256 over everything an entry says (key, experiment, version, configuration, rows)."""
+    return _hash({name: value for name, value in entry.items() if name != "checksum"})
