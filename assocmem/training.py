@@ -245,12 +245,31 @@ def initial_memory(runs_seeds, d: int, *, init: str = "zero", dtype=torch.float3
                       for seed in runs_seeds])
 
 
-def run_embeddings(runs_seeds, N: int, M: int, d: int, *, dtype=torch.float32, device="cpu"):
-    r"""Gaussian embeddings :math:`e_x, u_y \sim \mathcal N(0, I/d)` of each run, drawn by
-    :func:`assocmem.memory.memory_embeddings` from the run's seed: ``(E, U)`` of shapes ``(R, N, d)``
-    and ``(R, M, d)``; runs sharing a seed share embeddings."""
-    pairs = [memory.memory_embeddings(N, M, d, int(seed), dtype=dtype, device=device) for seed in runs_seeds]
-    return torch.cat([E for E, _ in pairs]), torch.cat([U for _, U in pairs])
+def run_embeddings(runs_seeds, N: int, M: int, d: int, *, output_embeddings: str = "gaussian",
+                   dtype=torch.float32, device="cpu"):
+    r"""Embeddings of each run drawn from the run's seed: ``(E, U)`` of shapes ``(R, N, d)`` and ``(R, M, d)``;
+    runs sharing a seed share embeddings.
+
+    Parameters
+    ----------
+    runs_seeds : iterable of int
+        The seed of each run.
+    N, M, d : int
+        Numbers of input tokens and of classes, and the dimension.
+    output_embeddings : {"gaussian", "sphere"}
+        Law of the output embeddings :math:`u_y`: :math:`\mathcal N(0, I/d)` (the training grid of
+        [CDB24]) or uniform on the unit sphere, :math:`\|u_y\| = 1` (what the decoupled map assumes).
+        The input embeddings are always :math:`e_x \sim \mathcal N(0, I/d)`; both come from
+        :func:`assocmem.memory.embeddings` (streams 0 and 1), so a sphere ``U`` is the Gaussian one normalised.
+    dtype, device
+        Of the returned tensors (the draw does not depend on them).
+    """
+    output_embeddings = check.choice("output_embeddings", output_embeddings, memory.KINDS)
+    N, M, d = check.positive_int("N", N), check.positive_int("M", M), check.positive_int("d", d)
+    kwargs = dict(dtype=dtype, device=device)
+    E = [memory.embeddings(N, d, int(seed), stream=0, **kwargs) for seed in runs_seeds]
+    U = [memory.embeddings(M, d, int(seed), stream=1, kind=output_embeddings, **kwargs) for seed in runs_seeds]
+    return torch.cat(E), torch.cat(U)
 
 
 def two_token_setup(cosine: float = 0.95, p1: float = 0.75, *, dtype=torch.float64):
@@ -308,7 +327,8 @@ def slice_coordinates(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels,
 def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: int = 1024,
              batch_size: int = 16, lrs=(1.0,), seeds=(0,), layer_norms=(False,), optimizer: str = "sgd",
              model: str = "W", init: str = "zero", schedule: str = "constant", eval_every: int | None = None,
-             method: str = "auto", dtype=torch.float32, device="cpu", keep_weights: bool = False):
+             method: str = "auto", output_embeddings: str = "gaussian", dtype=torch.float32, device="cpu",
+             keep_weights: bool = False):
     r"""Every combination of ``seeds x lrs x layer_norms`` trained as one batched program.
 
     Data: ``f_*(x) = x mod M`` on a Zipf(``alpha``) law over ``N`` tokens; each seed draws its own
@@ -327,7 +347,7 @@ def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: i
     runs = [{"seed": int(s), "lr": float(g), "layer_norm": bool(ln)}
             for s in seeds for g in lrs for ln in layer_norms]
     run_seeds = [r["seed"] for r in runs]
-    E, U = run_embeddings(run_seeds, N, M, d, dtype=dtype, device=device)
+    E, U = run_embeddings(run_seeds, N, M, d, output_embeddings=output_embeddings, dtype=dtype, device=device)
     tokens = np.stack([zipf.sample_tokens(N, alpha, T, seed) for seed in run_seeds])
     trained = train(E, U, labels, probs, lr=[r["lr"] for r in runs], tokens=tokens, batch_size=batch_size,
                     optimizer=optimizer, layer_norm=[r["layer_norm"] for r in runs],
@@ -338,14 +358,34 @@ def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: i
 
 
 def decoupled_comparison(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, batch_size: int = 1000,
-                         steps: int = 100, lr: float = 1.0, trials: int = 100, dtype=torch.float64,
-                         device="cpu") -> dict:
+                         steps: int = 100, lr: float = 1.0, trials: int = 100, output_embeddings: str = "sphere",
+                         dtype=torch.float64, device="cpu") -> dict:
     r"""Real mini-batch SGD from :math:`W_0 = 0` against the decoupled predictions (chapter 4).
 
     Runs ``trials`` seeds of :func:`simulate` (plain SGD, recorded every step) and, on the same
     batches, the two forms of :func:`assocmem.theory.dynamics.minibatch_q`; the predicted error
     curve is the exact error (:func:`assocmem.memory.population_error`) of the outer-product memory
-    :math:`\sum_x q_t(x) u_{f_*(x)} e_x^\top` built with the same embeddings.
+    :math:`\sum_x q_t(x) u_{f_*(x)} e_x^\top` built with the same embeddings: column ``t`` of every
+    curve is the state after the first ``t`` batches.
+
+    Parameters
+    ----------
+    N, M, alpha : int, int, float
+        Tokens, classes and Zipf exponent of the data (``f_*(x) = x mod M``).
+    d : int
+        Embedding dimension.
+    batch_size, steps : int
+        ``B`` samples per step, ``steps`` steps (``T = B * steps`` fresh samples).
+    lr : float
+        The step size :math:`\gamma`.
+    trials : int
+        Seeds ``0 .. trials - 1`` (embeddings and samples).
+    output_embeddings : {"sphere", "gaussian"}
+        Law of the :math:`u_y` (:func:`run_embeddings`). The map assumes :math:`\|u_y\| = 1`, and the
+        paper's code draws unit-norm output embeddings: ``"sphere"`` is the paper's check;
+        ``"gaussian"`` (:math:`\|u\|^2 \sim \chi^2_d / d`) adds the fluctuation of the norms.
+    dtype, device
+        Of the training tensors.
 
     Returns
     -------
@@ -357,11 +397,11 @@ def decoupled_comparison(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int
     seeds = range(check.positive_int("trials", trials))
     T = check.positive_int("batch_size", batch_size) * check.positive_int("steps", steps)
     _, trained = simulate(N=N, M=M, alpha=alpha, d=d, T=T, batch_size=batch_size, lrs=(lr,), seeds=seeds,
-                          eval_every=1, dtype=dtype, device=device)
+                          eval_every=1, output_embeddings=output_embeddings, dtype=dtype, device=device)
     probs, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
     tokens = np.stack([zipf.sample_tokens(N, alpha, T, seed) for seed in seeds])
     counts = zipf.token_counts(tokens.reshape(trials, steps, batch_size), N)
-    E, U = run_embeddings(seeds, N, M, d, dtype=dtype, device=device)
+    E, U = run_embeddings(seeds, N, M, d, output_embeddings=output_embeddings, dtype=dtype, device=device)
     out = {"steps": trained.steps, "error": trained.errors, "probs": probs,
            "q": trained.stored_weights(labels).cpu().numpy(), "predicted_error": {}, "predicted_q": {}}
     for form in dynamics.FORMS:
@@ -436,8 +476,8 @@ class _Problem:
             raise TypeError("E and U must share one floating dtype")
         R, N, d = E.shape
         M = U.shape[1]
-        if M < 2:
-            raise ValueError(f"U must hold M >= 2 output embeddings, got M={M}")
+        if M < 1:
+            raise ValueError(f"U must hold M >= 1 output embeddings, got M={M}")
         dev, dt = E.device, E.dtype
         labels = np.asarray(labels)
         if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 \

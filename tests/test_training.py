@@ -105,13 +105,18 @@ def test_sign_descent_first_step_is_lr_times_sign_of_gradient():
     torch.testing.assert_close(out.W, -0.5 * torch.sign(grads["W"]))
 
 
-def test_linear_schedule_equals_manual_steps():
-    E, U, tokens = small_problem(R=2, T=32)
-    out = training.train(E, U, LABELS, PROBS, lr=[1.0, 4.0], tokens=tokens, batch_size=16, schedule="linear",
+@pytest.mark.parametrize("schedule,factors", [
+    ("linear", [1.0, 0.75, 0.5, 0.25]),
+    # (1 + cos(pi t / steps)) / 2 at t = 0..3 of 4 steps: a period of 2 * steps, not steps
+    ("cosine", [1.0, (1 + 0.5 ** 0.5) / 2, 0.5, (1 - 0.5 ** 0.5) / 2]),
+])
+def test_schedules_equal_manual_steps(schedule, factors):
+    E, U, tokens = small_problem(R=2, T=64)
+    out = training.train(E, U, LABELS, PROBS, lr=[1.0, 4.0], tokens=tokens, batch_size=16, schedule=schedule,
                          method="dense")
     W = torch.zeros(2, 12, 12, dtype=torch.float64)
     lr = torch.tensor([1.0, 4.0], dtype=torch.float64)[:, None, None]
-    for t, factor in enumerate([1.0, 0.5]):
+    for t, factor in enumerate(factors):
         idx = torch.as_tensor(tokens[:, 16 * t:16 * (t + 1)])
         _, grads = training.gradients(W, E, U, torch.as_tensor(LABELS), idx,
                                       torch.full((2, 16), 1 / 16, dtype=torch.float64), wrt=("W",))
@@ -201,3 +206,111 @@ def test_validation_of_shapes_labels_and_probs():
         training.train(E, U[:, :, :5], LABELS, PROBS, lr=1.0, tokens=tokens, batch_size=16)
     with pytest.raises(ValueError, match="steps"):
         training.train(E, U, LABELS, PROBS, lr=1.0)
+
+
+@pytest.mark.parametrize("method", ["dense", "factorised"])
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_one_class_is_trivially_exact(method, layer_norm):
+    """M = 1: the softmax is 1, the loss and every gradient 0, W stays W0 and the error is 0."""
+    E, _ = training.run_embeddings(range(2), N, 1, 12, dtype=torch.float64)
+    _, U = training.run_embeddings(range(2), N, 1, 12, dtype=torch.float64)
+    tokens = np.stack([zipf.sample_tokens(N, ALPHA, 32, seed) for seed in range(2)])
+    W0 = training.initial_memory(range(2), 12, init="random", dtype=torch.float64)
+    out = training.train(E, U, np.zeros(N, dtype=int), PROBS, lr=10.0, tokens=tokens, batch_size=16,
+                         layer_norm=layer_norm, W0=W0, method=method)
+    np.testing.assert_array_equal(out.errors, 0.0)
+    np.testing.assert_array_equal(out.losses, 0.0)
+    torch.testing.assert_close(out.W, W0, rtol=0, atol=1e-12)
+
+
+def test_output_embedding_laws():
+    """``sphere`` output embeddings are the Gaussian ones normalised; input embeddings do not change."""
+    E_g, U_g = training.run_embeddings(range(3), N, M, 16, dtype=torch.float64)
+    E_s, U_s = training.run_embeddings(range(3), N, M, 16, output_embeddings="sphere", dtype=torch.float64)
+    torch.testing.assert_close(E_s, E_g, rtol=0, atol=0)
+    torch.testing.assert_close(U_s, U_g / U_g.norm(dim=-1, keepdim=True), rtol=1e-12, atol=1e-15)
+    assert (U_g.norm(dim=-1) - 1).abs().max() > 0.05  # chi^2_16 / 16 norms are not all 1
+    with pytest.raises(ValueError, match="output_embeddings"):
+        training.run_embeddings(range(3), N, M, 16, output_embeddings="uniform")
+
+
+@pytest.mark.parametrize("law", ["sphere", "gaussian"])
+def test_decoupled_comparison_columns_are_the_state_after_t_batches(law):
+    """Recompute every curve of decoupled_comparison independently: column t of the SGD error is the
+    memory after t batches (column 0 is W = 0, where every class ties), and the predicted curves are the
+    exact errors of the outer-product memories of minibatch_q's q_t, on the same embeddings."""
+    N_, B, steps, lr, trials, d = 20, 40, 4, 3.0, 2, 30
+    out = training.decoupled_comparison(N=N_, M=M, d=d, batch_size=B, steps=steps, lr=lr, trials=trials,
+                                        output_embeddings=law)
+    probs, labels = zipf.zipf_probs(N_, ALPHA), zipf.mod_labels(N_, M)
+    E, U = training.run_embeddings(range(trials), N_, M, d, output_embeddings=law, dtype=torch.float64)
+    if law == "sphere":
+        torch.testing.assert_close(U.norm(dim=-1), torch.ones(trials, M, dtype=torch.float64))
+    tokens = np.stack([zipf.sample_tokens(N_, ALPHA, B * steps, s) for s in range(trials)])
+    np.testing.assert_array_equal(out["steps"], np.arange(steps + 1))
+    np.testing.assert_allclose(out["error"][:, 0], 1.0, rtol=1e-12)  # a sum of the N probabilities
+    for t in range(1, steps + 1):
+        sgd = training.train(E, U, labels, probs, lr=lr, tokens=tokens[:, :B * t], batch_size=B)
+        np.testing.assert_allclose(out["error"][:, t], sgd.errors[:, -1], rtol=0, atol=1e-12)
+    counts = zipf.token_counts(tokens.reshape(trials, steps, B), N_)
+    for form in dynamics.FORMS:
+        q = dynamics.minibatch_q(counts, lr, M, B, form=form)
+        np.testing.assert_allclose(out["predicted_q"][form], q[:, -1], rtol=1e-12)
+        np.testing.assert_allclose(out["predicted_error"][form][:, 0], 1.0, rtol=1e-12)
+        for t in range(1, steps + 1):
+            expected = memory.population_error(torch.as_tensor(q[:, t]), probs, labels, E, U)[:, 0].numpy()
+            np.testing.assert_allclose(out["predicted_error"][form][:, t], expected, rtol=0, atol=1e-12)
+
+
+def test_decoupled_comparison_follows_sgd_step_by_step_with_unit_output_embeddings():
+    """d >> N: the paper's check. With unit-norm u the learned q of real SGD matches the symmetric map
+    within 5 % of max q at the end, and the predicted error curve tracks the measured one step by step
+    (a prediction shifted by one step would miss the first steps' drop)."""
+    out = training.decoupled_comparison(N=50, M=M, d=2000, batch_size=200, steps=8, lr=1.0, trials=2)
+    q = out["predicted_q"]["symmetric"]
+    assert np.abs(out["q"] - q).max() <= 0.05 * q.max()
+    measured, predicted = out["error"].mean(0), out["predicted_error"]["symmetric"].mean(0)
+    np.testing.assert_allclose(predicted, measured, atol=0.03)
+
+
+def test_slice_directions_by_brute_force():
+    """D_x = (u_{f(x)} - mean of the other u_y) e_x^T entry by entry, and the exact identity
+    grad L(W = 0) = -(M - 1) / M * sum_x p(x) D_x (every softmax is uniform at W = 0)."""
+    E, U = training.run_embeddings([3], N, M, 6, dtype=torch.float64)
+    E, U = E[0], U[0]
+    D = training.slice_directions(E, U, LABELS)
+    assert D.shape == (N, 6, 6)
+    for x in range(N):
+        y = LABELS[x]
+        others = sum(U[k] for k in range(M) if k != y) / (M - 1)
+        for i in range(6):
+            for j in range(6):
+                assert D[x, i, j].item() == pytest.approx(((U[y, i] - others[i]) * E[x, j]).item(), abs=1e-14)
+    _, grads = training.gradients(torch.zeros(1, 6, 6, dtype=torch.float64), E[None], U[None],
+                                  torch.as_tensor(LABELS), torch.arange(N)[None], torch.as_tensor(PROBS)[None],
+                                  wrt=("W",))
+    expected = -(M - 1) / M * torch.einsum("x,xij->ij", torch.as_tensor(PROBS), D)
+    torch.testing.assert_close(grads["W"][0], expected, rtol=1e-12, atol=1e-14)
+
+
+def test_slice_losses_and_coordinates_on_the_two_token_plane():
+    """slice_losses[j, i] is the loss at W = a_i D_1 + b_j D_2; slice_coordinates inverts it; and for
+    M = 2 the gradient-descent path from 0 stays on the plane (zero residual)."""
+    E, U, labels, probs = training.two_token_setup(cosine=0.5, p1=0.75)
+    a, b = np.array([-1.0, 0.5, 2.0]), np.array([0.0, 3.0])
+    grid = training.slice_losses(E[0], U[0], labels, probs, a, b)
+    D = training.slice_directions(E[0], U[0], labels)
+    assert grid.shape == (2, 3)
+    for j, bj in enumerate(b):
+        for i, ai in enumerate(a):
+            W = ai * D[0] + bj * D[1]
+            logp = torch.log_softmax(U[0] @ W @ E[0].T, dim=0)
+            loss = -(logp[torch.as_tensor(labels), torch.arange(2)] * torch.as_tensor(probs)).sum()
+            assert grid[j, i] == pytest.approx(loss.item(), rel=1e-12)
+    W = torch.stack([2.0 * D[0] - 1.5 * D[1], 0.25 * D[1]])
+    np.testing.assert_allclose(training.slice_coordinates(W, E[0], U[0], labels), [[2.0, -1.5], [0.0, 0.25]],
+                               atol=1e-12)
+    run = training.two_token_run(lrs=(10.0,), steps=10, cosine=0.5)
+    coords = torch.as_tensor(training.slice_coordinates(run.history[0], E[0], U[0], labels))
+    rebuilt = coords[:, 0, None, None] * D[0] + coords[:, 1, None, None] * D[1]
+    torch.testing.assert_close(rebuilt, run.history[0], rtol=0, atol=1e-10)
