@@ -5,34 +5,42 @@
         --executor processes --workers 8 --out results.csv
 
 Exit codes: 0 success, 2 bad usage or input (the message names the option), 1 an experiment failed,
-130 interrupted (finished points stay in the cache; the same command resumes).
+130 interrupted by Ctrl-C, 143 by SIGTERM (finished points stay in the cache; the same command resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
+import os
+import signal
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from . import sweep
 from ._io import atomic_write_text
 from .executors import EXECUTORS
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+MAX_POINTS = 100_000  # a grid larger than this needs --max-points (each point is a full experiment)
 
 
 class UsageError(ValueError):
     """Bad input on the command line; the message names the option."""
 
 
-def parse_axis(spec: str, defaults: dict) -> tuple[str, list]:
+def parse_axis(spec: str, defaults: dict, *, max_points: int = MAX_POINTS) -> tuple[str, list]:
     """``name=v1,v2,...``, ``name=start:stop[:step]`` (integers, stop excluded) or
     ``name=log:start:stop:num`` (``num`` log-spaced values, rounded and deduplicated when the ends
     are integers). Values take the type of the parameter's default; tuple parameters take
-    ``+``-separated items (``lrs=0.1+1,10+100`` is an axis of two tuples)."""
+    ``+``-separated items (``lrs=0.1+1,10+100`` is an axis of two tuples). A string parameter takes
+    its values as written (``device=cuda:0`` is a device, not a range). An axis longer than
+    ``max_points`` is refused before it is built."""
     name, sep, values = spec.partition("=")
     name = name.strip()
     if not sep or not name or not values:
@@ -40,11 +48,16 @@ def parse_axis(spec: str, defaults: dict) -> tuple[str, list]:
     if name not in defaults:
         raise UsageError(f"--grid {name}: unknown parameter; the parameters are {sorted(defaults)}")
     try:
-        if values.startswith("log:"):
+        textual = isinstance(defaults[name], str) or defaults[name] is None
+        if values.startswith("log:") and not textual:
             start, stop, num = values[4:].split(":")
+            if int(num) > max_points:
+                raise ValueError(f"{num} values exceed --max-points {max_points}")
             axis = _logspace(start, stop, int(num))
-        elif ":" in values and "," not in values:
-            axis = list(range(*[int(v) for v in values.split(":")]))
+        elif ":" in values and "," not in values and not textual:
+            axis = range(*[int(v) for v in values.split(":")])
+            if len(axis) > max_points:
+                raise ValueError(f"{len(axis)} values exceed --max-points {max_points}")
         else:
             axis = [v.strip() for v in values.split(",")]
         axis = [_coerce(v, defaults[name]) for v in axis]
@@ -87,6 +100,8 @@ def _coerce(value, default):
         if not math.isfinite(number):
             raise ValueError(f"{value!r} is not finite")
         return number
+    if default is None and str(value).lower() == "none":
+        return None
     return str(value)
 
 
@@ -95,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                         help="import MODULE first, to register experiments of your own (repeatable)")
+    parser.add_argument("--traceback", action="store_true", help="print the traceback of a failed experiment")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the registered experiments and their parameters")
     run = commands.add_parser("run", help="run a grid of an experiment",
@@ -115,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"cache directory (default ${sweep.CACHE_ENV} or ~/.cache/assocmem)")
     run.add_argument("--no-cache", action="store_true", help="compute every point, store nothing")
     run.add_argument("--out", metavar="FILE.csv", help="write the table as CSV (default: print it)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    run.add_argument("--max-points", type=int, default=MAX_POINTS,
+                     help=f"refuse a grid of more points than this (default {MAX_POINTS})")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -129,11 +148,26 @@ def command_list() -> None:
 
 def command_run(args) -> int:
     exp = sweep.get_experiment(args.experiment)
-    axes = dict(parse_axis(spec, exp.defaults) for spec in args.grid)
+    if args.max_points < 1:
+        raise UsageError(f"--max-points must be >= 1, got {args.max_points}")
+    axes = {}
+    for spec in args.grid:
+        name, axis = parse_axis(spec, exp.defaults, max_points=args.max_points)
+        if name in axes:
+            raise UsageError(f"--grid {name}: the axis is given twice; give its values once, comma-separated")
+        axes[name] = axis
     if args.device is not None:
         if "device" not in exp.defaults:
             raise UsageError(f"--device: experiment {exp.name!r} has no device parameter")
-        axes["device"] = [_checked_device(args.device)]
+        if "device" in axes:
+            raise UsageError("--device and --grid device=... exclude each other")
+        axes["device"] = [args.device]
+    for value in axes.get("device", []):
+        _checked_device(value, "--device" if args.device is not None else "--grid device")
+    points = math.prod(len(axis) for axis in axes.values())
+    if points > args.max_points:
+        raise UsageError(f"--grid: {points} points exceed --max-points {args.max_points}; "
+                         f"raise --max-points to run them")
     if args.cache and args.no_cache:
         raise UsageError("--cache and --no-cache exclude each other")
     if args.threads < 1:
@@ -144,13 +178,19 @@ def command_run(args) -> int:
         raise UsageError("--scheduler applies to --executor dask only")
     if args.executor == "serial" and args.workers is not None:
         raise UsageError("--workers applies to --executor processes or dask")
-    out = Path(args.out) if args.out else None
-    if out is not None and not out.parent.is_dir():
-        raise UsageError(f"--out: directory {out.parent} does not exist")
+    out = _checked_out(Path(args.out), args.overwrite) if args.out else None
+    cache = None if args.no_cache else sweep.DiskCache(args.cache)
+    if cache is not None:
+        if cache.directory.exists() and not cache.directory.is_dir():
+            raise UsageError(f"--cache: {cache.directory} is a file, not a directory")
+        try:
+            cache.check_writable()
+        except ValueError as error:
+            raise UsageError(f"--cache: {error}") from None
     options = {"workers": args.workers, "scheduler": args.scheduler}
     options = {k: v for k, v in options.items() if v is not None}
     start = time.perf_counter()
-    table = sweep.run_sweep(exp, sweep.grid(**axes), cache=False if args.no_cache else (args.cache or True),
+    table = sweep.run_sweep(exp, sweep.grid(**axes), cache=cache or False,
                             executor=args.executor, threads=args.threads, progress=not args.quiet, **options)
     stats = table.attrs["sweep"]
     if out is None:
@@ -163,18 +203,45 @@ def command_run(args) -> int:
     return EXIT_OK
 
 
-def _checked_device(device: str) -> str:
-    import torch
+def _checked_out(out: Path, overwrite: bool) -> Path:
+    """``--out`` checked before any computing: its directory exists and is writable, and it is not a
+    directory, nor an existing file unless ``--overwrite``."""
+    if out.is_dir():
+        raise UsageError(f"--out: {out} is a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out: directory {out.parent} does not exist")
+    if out.exists() and not overwrite:
+        raise UsageError(f"--out: {out} exists; pass --overwrite to replace it")
+    try:
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as error:
+        raise UsageError(f"--out: cannot write in {out.parent} ({error.strerror or error})") from None
+    return out
+
+
+def _checked_device(device: str, option: str = "--device") -> str:
+    from ._validate import device as checked
 
     try:
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as error:
-        raise UsageError(f"--device {device!r} is not available here ({str(error).splitlines()[0]})") from None
+        checked("device", device)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"{option} {device!r}: {error}") from None
     return device
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        with sweep._sigterm_as_interrupt():
+            return _main(args)
+    except BrokenPipeError:  # e.g. `assocmem list | head`: the reader left; say nothing more
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(args) -> int:
     try:
         for module in args.imports:
             try:
@@ -185,12 +252,22 @@ def main(argv: list[str] | None = None) -> int:
             command_list()
             return EXIT_OK
         return command_run(args)
-    except KeyboardInterrupt:
-        print("interrupted: finished points are in the cache; run the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        print(f"interrupted by {signal.Signals(signum).name}: finished points are in the cache; run the same "
+              f"command to resume", file=sys.stderr)
+        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
     except (UsageError, ValueError, TypeError) as error:
         print(f"assocmem: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        raise
+    except Exception as error:  # an experiment failed: its finished points are in the cache
+        if args.traceback:
+            traceback.print_exc()
+        print(f"assocmem: error: the experiment failed: {type(error).__name__}: {error} (finished points are "
+              f"in the cache; --traceback shows where it failed)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
 
-def positive_int(name: str, value, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int, requiring an integer ``>= minimum``."""
+def positive_int(name: str, value, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, requiring an integer ``>= minimum`` (and ``<= maximum`` if given)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {_short(value)}")
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value}")
     return int(value)
 
 
@@ -25,7 +28,7 @@ def real(name: str, value, *, low: float = -math.inf, high: float = math.inf,
          low_open: bool = False, high_open: bool = False) -> float:
     """Return ``value`` as a finite float in the interval given by ``low``/``high``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
+        raise TypeError(f"{name} must be a real number, got {_short(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -44,9 +47,41 @@ def seed(name: str, value) -> int:
 
 
 def choice(name: str, value, allowed) -> str:
-    """Require ``value`` to be one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+    """Require ``value`` to be one of ``allowed`` (compared by type and value, so an array, a tensor or
+    ``True`` for ``1`` is refused with the same message instead of an ambiguous-truth error)."""
+    def same(a) -> bool:
+        try:
+            return type(value) is type(a) and bool(value == a)
+        except Exception:  # an array compared elementwise, or a type whose == raises
+            return False
+
+    if not any(same(a) for a in allowed):
+        shown = sorted(allowed, key=repr)
+        raise ValueError(f"{name} must be one of {shown}, got {_short(value)}")
+    return value
+
+
+def device(name: str, value):
+    """A torch device that exists here: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a
+    ``torch.device``; returned unchanged. Refused by name when unparseable or not available."""
+    import torch
+
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name} must be a device such as 'cpu' or 'cuda:0', got {_short(value)}")
+    try:
+        parsed = torch.device(value)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda:0', got {value!r} "
+                         f"({str(error).splitlines()[0]})") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (parsed.index or 0) >= count:
+            raise ValueError(f"{name}={value!r} is not available here ({count} CUDA device(s))")
+    elif parsed.type != "cpu":
+        try:
+            torch.empty(0, device=parsed)
+        except (RuntimeError, AssertionError) as error:
+            raise ValueError(f"{name}={value!r} is not available here ({str(error).splitlines()[0]})") from None
     return value
 
 
@@ -73,3 +108,42 @@ def positive_array(name: str, values) -> np.ndarray:
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"{name} must be finite and > 0, got {values!r}")
     return arr
+
+
+# Up-front cost bounds. A call whose estimated memory or work exceeds these fails before allocating,
+# with the estimate and the way to raise the bound (the environment variables below).
+MAX_BYTES_ENV, MAX_WORK_ENV = "ASSOCMEM_MAX_BYTES", "ASSOCMEM_MAX_WORK"
+DEFAULT_MAX_WORK = 1e14  # elementary operations: hours of CPU time
+
+
+def max_bytes() -> float:
+    """The memory bound: ``$ASSOCMEM_MAX_BYTES``, else this machine's physical memory."""
+    if os.environ.get(MAX_BYTES_ENV):
+        return float(os.environ[MAX_BYTES_ENV])
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 64e9
+
+
+def max_work() -> float:
+    """The work bound (elementary operations): ``$ASSOCMEM_MAX_WORK``, else ``1e14``."""
+    return float(os.environ.get(MAX_WORK_ENV) or DEFAULT_MAX_WORK)
+
+
+def budget(names: str, *, nbytes: float = 0.0, work: float = 0.0, formula: str = "") -> None:
+    """Raise ``ValueError`` naming ``names`` (the parameters that set the size, e.g. ``"N, d, trials"``)
+    when the estimated memory ``nbytes`` or work ``work`` (elementary operations) is beyond
+    :func:`max_bytes` / :func:`max_work`. ``formula`` says how the estimate was made."""
+    how = f" (estimate {formula})" if formula else ""
+    if nbytes > max_bytes():
+        raise ValueError(f"{names}: this call needs about {nbytes:.3g} bytes of memory{how}, more than the "
+                         f"{max_bytes():.3g} available; reduce {names} or set {MAX_BYTES_ENV} to raise the bound")
+    if work > max_work():
+        raise ValueError(f"{names}: this call needs about {work:.3g} operations{how}, more than the bound "
+                         f"{max_work():.3g} (hours of CPU); reduce {names} or set {MAX_WORK_ENV} to raise it")
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

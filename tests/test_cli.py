@@ -49,7 +49,18 @@ def test_grid_axes(spec, expected):
     (["run", "fixture_slow", "--grid", "x=log:0:10:3"], "--grid x: cannot read"),
     (["run", "fixture_slow", "--grid", "x=1+2"], "--grid x: cannot read '1+2'"),
     (["run", "fixture_slow", "--device", "cpu"], "--device: experiment 'fixture_slow' has no device parameter"),
-    (["run", "fixture_torch_stats", "--device", "cuda:7"], "--device 'cuda:7' is not available here"),
+    (["run", "fixture_torch_stats", "--device", "cuda:7"], "--device 'cuda:7': device='cuda:7' is not available"),
+    (["run", "fixture_torch_stats", "--grid", "device=cpu,cuda:7"], "--grid device 'cuda:7': device='cuda:7' is not"),
+    (["run", "fixture_torch_stats", "--grid", "device=gpu"], "--grid device 'gpu': device must be a device such"),
+    (["run", "fixture_torch_stats", "--device", "cpu", "--grid", "device=cpu"], "--device and --grid device=..."),
+    (["run", "fixture_slow", "--grid", "x=1", "--grid", "x=2"], "--grid x: the axis is given twice"),
+    (["run", "fixture_slow", "--grid", "x=0:1000000000000"], "--grid x: cannot read '0:1000000000000' "
+                                                             "(1000000000000 values exceed --max-points 100000)"),
+    (["run", "fixture_slow", "--grid", "x=log:1:1e12:1000000000"], "1000000000 values exceed --max-points"),
+    (["run", "fixture_slow", "--grid", "x=0:1000", "--grid", "delay=0:1000"], "--grid: 1000000 points exceed"),
+    (["run", "fixture_slow", "--grid", "x=0:20", "--max-points", "10"], "--grid x: cannot read '0:20' (20 values"),
+    (["run", "fixture_slow", "--max-points", "0"], "--max-points must be >= 1"),
+    (["run", "fixture_slow", "--out", "/"], "--out: / is a directory"),
     (["run", "fixture_slow", "--threads", "0"], "--threads must be >= 1"),
     (["run", "fixture_slow", "--workers", "0", "--executor", "processes"], "--workers must be >= 1"),
     (["run", "fixture_slow", "--workers", "2"], "--workers applies to --executor processes or dask"),
@@ -61,6 +72,35 @@ def test_bad_options_exit_2_naming_the_option(args, message, capsys):
     assert main(["--import", "sweep_fixtures", *args]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("assocmem: error: ") and message in err
+
+
+def test_output_and_cache_paths_are_checked_before_any_computing(tmp_path, capsys):
+    existing, a_file = tmp_path / "r.csv", tmp_path / "file"
+    existing.write_text("keep me")
+    a_file.write_text("")
+    run = ["--import", "sweep_fixtures", "run", "fixture_fails", "--grid", "x=0:2", "--quiet"]
+    for extra, message in [(["--out", str(existing), "--no-cache"], f"--out: {existing} exists; pass --overwrite"),
+                           (["--cache", str(a_file)], f"--cache: {a_file} is a file, not a directory"),
+                           (["--cache", str(a_file / "sub")], "--cache: cache directory"),
+                           (["--out", str(tmp_path)], f"--out: {tmp_path} is a directory")]:
+        assert main([*run, *extra]) == EXIT_USAGE
+        assert message in capsys.readouterr().err
+    assert existing.read_text() == "keep me"
+    assert main([*run, "--out", str(existing), "--overwrite", "--no-cache"]) == 0
+    assert pd.read_csv(existing)["ok"].tolist() == [0, 1]
+
+
+def test_string_axes_are_values_not_ranges():
+    assert parse_axis("device=cuda:0,cpu", {"device": "cpu"})[1] == ["cuda:0", "cpu"]
+    assert parse_axis("device=cuda:1", {"device": "cpu"})[1] == ["cuda:1"]
+    assert parse_axis("name=log:a", {"name": "z"})[1] == ["log:a"]
+
+
+def test_no_traceback_when_the_reader_of_stdout_leaves():
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    result = subprocess.run(f"{sys.executable} -m assocmem --import sweep_fixtures list | head -1", shell=True,
+                            capture_output=True, text=True, env=env)
+    assert result.stdout.count("\n") == 1 and "Traceback" not in result.stderr and "Error" not in result.stderr
 
 
 def test_bad_import_and_unknown_executor(capsys):
@@ -76,7 +116,8 @@ def test_failing_experiment_exits_1_from_the_console_script(tmp_path):
     result = subprocess.run([sys.executable, "-m", "assocmem", "--import", "sweep_fixtures", "run",
                              "fixture_fails", "--grid", "x=0:5", "--no-cache", "--quiet"],
                             capture_output=True, text=True, env=env)
-    assert result.returncode == 1 and "boom at x=3" in result.stderr
+    assert result.returncode == 1 and "the experiment failed: RuntimeError: boom at x=3" in result.stderr
+    assert "Traceback" not in result.stderr
     help_text = subprocess.run([sys.executable, "-m", "assocmem", "run", "--help"], capture_output=True,
                                text=True, env=env)
     assert help_text.returncode == 0 and "--executor {serial,processes,dask}" in help_text.stdout
