@@ -1,0 +1,142 @@
+"""Optimised memories of chapter 7: exact storage by LP, the largest stored N, the CDB24 figures, the
+phase diagram, and spot checks of the committed data."""
+
+import itertools
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from assocmem import capacity as cap
+from assocmem import memory, zipf
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "capacity"
+
+
+def cover_count(N: int, d: int) -> int:
+    """Cover's number of dichotomies of N points in general position in R^d by hyperplanes through 0."""
+    return 2 * sum(comb(N - 1, k) for k in range(d))
+
+
+def test_score_basis_reconstructs_the_output_embeddings():
+    U = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    Q, A = cap.score_basis(U)
+    assert Q.shape == (3, 3) and A.shape == (5, 3)
+    assert np.allclose(Q @ A.T, U.numpy().T) and np.allclose(Q.T @ Q, np.eye(3))
+
+
+def test_storable_labelings_of_two_classes_are_covers_count():
+    """M = 2: the memory is a linear classifier in R^d, so exactly C(N, d) of the 2^N labelings of N
+    points in general position can be stored (6 points in R^2: 12 labelings; in R^3: 32)."""
+    generator = torch.Generator().manual_seed(1)
+    U = torch.tensor([[1.0, 0.3, -0.2], [-0.4, 1.0, 0.5]], dtype=torch.float64)
+    for d in (2, 3):
+        E = torch.randn(6, d, dtype=torch.float64, generator=generator)
+        stored = sum(cap.stores_exactly(E, U[:, :d], np.array(labels))[0]
+                     for labels in itertools.product([0, 1], repeat=6))
+        assert stored == cover_count(6, d)
+
+
+def test_a_stored_memory_recalls_every_token_and_an_overfull_one_is_refused():
+    E, U = memory.memory_embeddings(12, 3, 6, seed=2, dtype=torch.float64)
+    labels = zipf.mod_labels(12, 3)
+    stored, W = cap.stores_exactly(E[0], U[0], labels)
+    assert stored
+    scores = U[0].numpy() @ W @ E[0].numpy().T                   # (M, N)
+    assert np.array_equal(scores.argmax(0), labels)
+    ranked = np.sort(scores, axis=0)
+    assert np.all(ranked[-1] > ranked[-2])                        # strictly ahead: no ties
+    E, U = memory.memory_embeddings(80, 3, 4, seed=2, dtype=torch.float64)
+    assert not cap.stores_exactly(E[0], U[0], zipf.mod_labels(80, 3))[0]   # 80 tokens, 8 free parameters
+
+
+def test_largest_stored_is_the_longest_storable_prefix():
+    d, M, seed = 4, 3, 5
+    found = cap.largest_stored(d, M, seed, N_max=40)
+    E, U = memory.memory_embeddings(40, M, d, seed, dtype=torch.float64)
+    labels = zipf.mod_labels(40, M)
+    scan = [cap.stores_exactly(E[0, :n], U[0], labels[:n])[0] for n in range(1, 41)]
+    expected = max(n for n, ok in zip(range(1, 41), scan, strict=True) if ok)
+    assert found["N_star"] == expected and not found["censored"]
+    assert all(scan[:expected])                                   # prefix monotonicity held on this draw
+
+
+def test_one_class_is_trivially_stored():
+    E, U = memory.memory_embeddings(30, 1, 3, seed=0, dtype=torch.float64)
+    assert cap.stores_exactly(E[0], U[0], np.zeros(30, dtype=int))[0]
+    assert np.array_equal(cap.learned_embeddings_vs_M(1, trials=3), np.zeros(3))
+
+
+def test_cross_entropy_memory_reaches_zero_error_where_the_lp_stores():
+    d, M, N = 8, 5, 16
+    E, U = memory.memory_embeddings(N, M, d, seed=4, dtype=torch.float64)
+    labels = zipf.mod_labels(N, M)
+    assert cap.stores_exactly(E[0], U[0], labels)[0]
+    trained = cap.optimised_memory(E, U, labels, np.full(N, 1 / N), steps=1500, lr=0.05)
+    assert trained.errors[0, -1] == 0.0
+
+
+def test_lp_memory_error_counts_only_the_unstored_tail_it_misses():
+    row = cap.lp_memory_error(8, 5, 60, 2.0, seed=0)
+    p = zipf.zipf_probs(60, 2.0)
+    tail = p[row["N_star"]:].sum()
+    assert 0 <= row["error"] <= tail + 1e-12                   # the stored prefix is all right
+    assert row["N_star"] == cap.largest_stored(8, 5, 0, N_max=60)["N_star"]
+
+
+def test_memory_heatmap_is_a_softmax_beside_its_target():
+    out = cap.memory_heatmap(rho=0.0)
+    assert out["probabilities"].shape == (5, 10) and np.allclose(out["probabilities"].sum(0), 1)
+    assert np.array_equal(out["target"].argmax(0), zipf.mod_labels(10, 5)) and out["target"].sum() == 10
+    assert set(np.unique(out["q"])) <= {0.0, 1.0}
+    assert np.isclose(cap.memory_heatmap(rho=1.0)["q"].sum(), 1.0)      # p_hat sums to 1 over seen tokens
+
+
+def test_learned_embeddings_store_few_classes_exactly_at_d_2():
+    errors = cap.learned_embeddings_vs_M(2, epochs=200, trials=2)
+    assert errors.shape == (2,) and np.all(errors < 0.05)
+
+
+@pytest.fixture(scope="module")
+def cell():
+    return pd.DataFrame(cap.phase_cell(N=30, d=6, T=160, alpha=1.0, trials=3, batch_size=16, opt_steps=200))
+
+
+def test_phase_cell_scores_every_scheme_on_every_trial(cell):
+    counts = cell.groupby("scheme").trial.count()
+    assert set(counts.index) == set(cap.PHASE_SCHEMES)
+    assert counts["top P (P/d best)"] == 3 * len(cap.TOP_FRACTIONS) and counts["SGD"] == 3
+    assert cell.error.between(0, 1).all()
+
+
+def test_phase_winners_take_the_smallest_mean_and_report_their_confidence():
+    rows = []
+    for trial in range(6):
+        rows += [{"d": 10, "T": 100, "alpha": 1.0, "trial": trial, "scheme": "a", "error": 0.1},
+                 {"d": 10, "T": 100, "alpha": 1.0, "trial": trial, "scheme": "b", "error": 0.5},
+                 {"d": 10, "T": 100, "alpha": 1.0, "trial": trial, "scheme": "top P (P/d best)", "fraction": 0.5,
+                  "error": 0.3},
+                 {"d": 10, "T": 100, "alpha": 1.0, "trial": trial, "scheme": "top P (P/d best)", "fraction": 1.0,
+                  "error": 0.05 + 0.2 * (trial % 2)}]        # mean 0.15: worse than a on average
+    winners = cap.phase_winners(pd.DataFrame(rows), n_boot=400)
+    assert winners.winner.tolist() == ["a"] and winners.runner_up.tolist() == ["top P (P/d best)"]
+    assert winners.gap.iloc[0] == pytest.approx(0.05)
+    assert 0.5 < winners.confidence.iloc[0] < 1.0               # some resamples favour the noisy scheme
+
+
+@pytest.mark.parametrize(("name", "d_max"), [("largest_stored_M5.csv", 16), ("largest_stored_Md.csv", 8)])
+def test_committed_largest_stored_rows_recompute(name, d_max):
+    """Three random rows of each committed table, recomputed from their configuration (rows with
+    d <= d_max, so the test costs seconds; the larger rows come from the same function)."""
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not committed")
+    table = pd.read_csv(path)
+    table = table[table.d <= d_max]
+    rng = np.random.default_rng(len(table))
+    for _, row in table.iloc[rng.choice(len(table), size=min(3, len(table)), replace=False)].iterrows():
+        again = cap.largest_stored(int(row.d), int(row.classes), int(row.seed) + int(row.trial))
+        assert again["N_star"] == row.N_star and again["censored"] == row.censored
