@@ -30,6 +30,8 @@ __all__ = [
     "question_formation_grammar",
     "grammar_corpus",
     "SMALL_LEXICON",
+    "LARGE_LEXICON",
+    "widened_lexicon",
     "CORPORA",
     "named_corpus",
 ]
@@ -280,15 +282,44 @@ SMALL_LEXICON = {"DET": ("the",), "N": ("newt", "yak", "zebra", "dog"), "AUX": (
                  "P": ("near", "with")}
 """A lexicon of 16 words: the same grammar with an entropy rate of about 0.45 nats per token."""
 
+
+def widened_lexicon(factor: int) -> dict:
+    """The default lexicon with every open word class (``DET``, ``N``, ``AUX``, ``V_I``, ``V_T``,
+    ``P``) widened ``factor`` times by numbered variants (``newt``, ``newt2``, ``newt3``, ...);
+    the relativizers stay. A larger lexicon raises the entropy rate and nothing else.
+
+    Parameters
+    ----------
+    factor : int
+        Variants per word (1 gives the default lexicon back).
+    """
+    factor = check.positive_int("factor", factor)
+    classes = {"DET": DETERMINERS, "N": NOUNS, "AUX": AUXILIARIES, "V_I": INTRANSITIVE,
+               "V_T": TRANSITIVE, "P": PREPOSITIONS}
+    return {name: tuple(w if k == 1 else f"{w}{k}" for k in range(1, factor + 1) for w in words)
+            for name, words in classes.items()}
+
+
+LARGE_LEXICON = widened_lexicon(3)
+"""The default lexicon widened threefold: 194 words, an entropy rate of about 1.55 nats per token."""
+
 CORPORA = {
     "english": lambda: english_corpus("char"),
     "grammar": lambda: grammar_corpus(),
     "grammar-small": lambda: grammar_corpus(question_formation_grammar(words=SMALL_LEXICON)),
+    "grammar-large": lambda: grammar_corpus(question_formation_grammar(words=LARGE_LEXICON)),
 }
-"""The corpora the experiments name: the CPython text (characters), the 68-token grammar and its
-16-word variant."""
+"""The corpora the experiments name: the CPython text (characters), the 68-token grammar (entropy
+rate 1.09 nats per token), its 16-word variant (0.45) and its threefold-widened variant (1.55)."""
 
 
 def named_corpus(name: str) -> Corpus:
-    """One of :data:`CORPORA` by name: ``"english"``, ``"grammar"`` or ``"grammar-small"``."""
+    """One of :data:`CORPORA` by name: ``"english"``, ``"grammar"``, ``"grammar-small"`` or
+    ``"grammar-large"``.
+
+    Parameters
+    ----------
+    name : str
+        The corpus's name.
+    """
     return CORPORA[check.choice("name", name, set(CORPORA))]()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,9 @@ from tqdm.auto import tqdm
 from . import _validate as check
 from ._io import atomic_write
 from .corpora import Corpus, named_corpus
+from .hopfield import global_energy, layer_energy
 from .sweep import experiment
+from .theory.volume import log_ball_gaussian_integral
 
 __all__ = [
     "CausalTransformer",
@@ -38,9 +42,14 @@ __all__ = [
     "last_layer_activations",
     "nearest_neighbour_distances",
     "mean_squared_gap",
+    "paper_gap",
     "balanced_data_size",
+    "spread_windows",
+    "normalised_states",
+    "energy_profile",
     "nd_balance",
     "loss_floor",
+    "activation_geometry",
 ]
 
 
@@ -94,14 +103,19 @@ class CausalTransformer(nn.Module):
                 with torch.no_grad():
                     param.copy_(torch.randn(param.shape, generator=generator) * std)
 
-    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Last-layer activations: the final layer norm of the residual stream, ``(B, T, d_emb)``."""
+    def residual_stream(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        r"""The residual stream along the forward pass: :math:`h_0` (token plus position embeddings)
+        and :math:`h_t` after each block :math:`t = 1, \dots, l`, each ``(B, T, d_emb)``."""
         tokens = self._check_tokens(tokens)
         positions = torch.arange(tokens.shape[-1], device=tokens.device)
-        x = self.token_embedding(tokens) + self.position_embedding(positions)
+        states = [self.token_embedding(tokens) + self.position_embedding(positions)]
         for block in self.blocks:
-            x = block(x)
-        return self.final_norm(x)
+            states.append(block(states[-1]))
+        return states
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Last-layer activations: the final layer norm of the residual stream, ``(B, T, d_emb)``."""
+        return self.final_norm(self.residual_stream(tokens)[-1])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``(B, T, vocab_size)``; the output at position t sees tokens ``<= t`` only."""
@@ -243,18 +257,36 @@ class TrainingRun:
 def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int = 1000,
                          batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 0.0,
                          train_tokens: int | None = None, eval_every: int = 100, eval_windows: int = 64,
-                         min_position: int = 0, seed: int = 0, checkpoint: str | os.PathLike | None = None,
-                         progress: bool = True) -> TrainingRun:
+                         min_position: int = 0, train_min_position: int | None = None,
+                         patience: int | None = None, seed: int = 0,
+                         checkpoint: str | os.PathLike | None = None, progress: bool = True,
+                         on_evaluate: Callable[[int, CausalTransformer], None] | None = None) -> TrainingRun:
     """Train ``model`` by AdamW on random windows of ``corpus.train`` and return its loss curves.
 
     Parameters
     ----------
+    model : CausalTransformer
+        The model, trained in place.
+    corpus : Corpus
+        Its ``train`` stream is sampled, its ``validation`` stream evaluated.
+    steps : int
+        Number of optimiser steps; with ``patience``, the most steps.
+    batch_size, lr, weight_decay :
+        Windows per step, AdamW's learning rate and weight decay.
     train_tokens : int, optional
         Train on ``train_tokens`` tokens only (the data size D of the N-D experiment), chosen by
         :func:`spread_subset` in chunks of ``16 * context`` tokens.
     eval_every, eval_windows, min_position :
-        Every ``eval_every`` steps (and at the end) evaluate :func:`evaluate_loss` on the training
-        stream and on ``corpus.validation``.
+        Every ``eval_every`` steps (and at the end) evaluate :func:`evaluate_loss` on ``eval_windows``
+        windows of the training stream and of ``corpus.validation``, counting predictions at
+        positions ``>= min_position``.
+    train_min_position : int, optional
+        The first position counted on the training stream (default ``min_position``): 0 gives the
+        training loss over all positions, the convention of [NBDH24].
+    patience : int, optional
+        Early stopping: stop at the first evaluation at which the minimum validation loss was reached
+        ``patience`` or more steps earlier (``steps`` is then the budget's cap). ``patience = 1000``
+        observes the whole window of :func:`paper_gap`.
     seed : int
         Seeds the window sampler (the model's initialisation has its own seed).
     checkpoint : path, optional
@@ -262,12 +294,17 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
         atomically at every evaluation; when it exists, training resumes from it.
     progress : bool
         Show a tqdm progress bar.
+    on_evaluate : callable, optional
+        Called as ``on_evaluate(step, model)`` after each evaluation (e.g. to measure energies).
     """
     steps = check.positive_int("steps", steps)
     batch_size = check.positive_int("batch_size", batch_size)
     lr = check.real("lr", lr, low=0.0, low_open=True)
     weight_decay = check.real("weight_decay", weight_decay, low=0.0)
     eval_every = check.positive_int("eval_every", eval_every)
+    train_min_position = min_position if train_min_position is None else train_min_position
+    if patience is not None:
+        patience = check.positive_int("patience", patience)
     if not isinstance(corpus, Corpus):
         raise TypeError(f"corpus must be a Corpus, got {type(corpus).__name__}")
     if corpus.vocab_size != model.vocab_size:
@@ -283,18 +320,24 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
     generator = torch.Generator().manual_seed(check.seed("seed", seed))
     run, start = TrainingRun(), 0
     settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                "train_tokens": len(stream), "seed": seed}
+                "train_tokens": len(stream), "seed": seed, "min_position": min_position,
+                "train_min_position": train_min_position, "patience": patience}
     if checkpoint is not None and Path(checkpoint).exists():
         run, start = _resume(checkpoint, model, optimizer, generator, settings)
 
     def evaluate(step: int) -> None:
         run.steps.append(step)
-        run.train_loss.append(evaluate_loss(model, stream, n_windows=eval_windows, min_position=min_position))
+        run.train_loss.append(evaluate_loss(model, stream, n_windows=eval_windows,
+                                            min_position=train_min_position))
         run.val_loss.append(evaluate_loss(model, corpus.validation, n_windows=eval_windows,
                                           min_position=min_position))
+        if on_evaluate is not None:
+            on_evaluate(step, model)
 
     if start == 0 and not run.steps:
         evaluate(0)
+    if _patience_spent(run, patience):
+        return run
     model.train()
     running = []
     for step in tqdm(range(start + 1, steps + 1), initial=start, total=steps, disable=not progress,
@@ -312,7 +355,16 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
             evaluate(step)
             if checkpoint is not None:
                 _save(checkpoint, model, optimizer, generator, settings, run, step)
+            if _patience_spent(run, patience):
+                break
     return run
+
+
+def _patience_spent(run: TrainingRun, patience: int | None) -> bool:
+    """Whether the best validation loss is ``patience`` or more steps old at the last evaluation."""
+    if patience is None or not run.val_loss:
+        return False
+    return run.steps[-1] - run.steps[int(np.argmin(run.val_loss))] >= patience
 
 
 def _save(path, model, optimizer, generator, settings, run, step) -> None:
@@ -374,12 +426,47 @@ def nearest_neighbour_distances(points) -> np.ndarray:
 
 def mean_squared_gap(run: TrainingRun, last_fraction: float = 0.5) -> float:
     r"""Mean of :math:`(L_{train}(t) - \min_s L_{val}(s))^2` over the last ``last_fraction`` of the
-    evaluations: how far the training loss stays from the best validation loss (the N-D rule)."""
+    evaluations: how far the training loss stays from the best validation loss (the book's N-D rule;
+    :func:`paper_gap` is the paper's).
+
+    Parameters
+    ----------
+    run : TrainingRun
+        Loss curves.
+    last_fraction : float in (0, 1]
+        Fraction of the evaluations, counted from the end, that the mean runs over.
+    """
     fraction = check.real("last_fraction", last_fraction, low=0.0, high=1.0, low_open=True)
     if not run.val_loss:
         raise ValueError("run has no evaluations")
     tail = np.asarray(run.train_loss[-max(1, round(fraction * len(run.train_loss))):])
     return float(np.mean((tail - run.min_val_loss) ** 2))
+
+
+def paper_gap(run: TrainingRun, window: int = 1000) -> float:
+    r"""The gap of [NBDH24]'s rule: the mean of :math:`(L_{train}(s) - \min_t L_{val}(t))^2` over the
+    evaluations :math:`s` with :math:`t^* < s \le t^* + \text{window}`, :math:`t^*` the step of the
+    minimum validation loss (the ``window`` iterations after the minimum).
+
+    When no evaluation follows the minimum (it fell on the last one, so training was capped before
+    overfitting), the last evaluations within ``window`` steps of the end are used instead.
+
+    Parameters
+    ----------
+    run : TrainingRun
+        Loss curves; train with ``patience >= window`` so that the window is observed in full.
+    window : int
+        Length of the window in optimiser steps (1000 in the paper).
+    """
+    window = check.positive_int("window", window)
+    if not run.val_loss:
+        raise ValueError("run has no evaluations")
+    steps, train = np.asarray(run.steps), np.asarray(run.train_loss)
+    best = int(np.argmin(run.val_loss))
+    inside = (steps > steps[best]) & (steps <= steps[best] + window)
+    if not inside.any():
+        inside = steps >= steps[-1] - window
+    return float(np.mean((train[inside] - run.min_val_loss) ** 2))
 
 
 def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04, *, interpolate: bool = False) -> float:
@@ -410,37 +497,241 @@ def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04, *, interpolate: b
     return float(np.exp(x0 + (np.log(sigma2) - y0) * (x1 - x0) / (y1 - y0)))
 
 
-@experiment("nd_balance", version=2)
+def spread_windows(tokens, context: int, n_windows: int, device="cpu") -> torch.Tensor:
+    """``n_windows`` windows of ``context`` tokens at evenly spaced starts of ``tokens``, ``(n, context)``
+    (deterministic: the windows :func:`evaluate_loss` scores, without their targets)."""
+    stream = _as_stream(tokens, context)
+    n_windows = check.positive_int("n_windows", n_windows)
+    starts = torch.linspace(0, len(stream) - context - 1, n_windows).long()
+    return _windows(stream, starts, context, device)[0]
+
+
+@torch.no_grad()
+def normalised_states(model: CausalTransformer, windows: torch.Tensor) -> list[torch.Tensor]:
+    r"""The residual stream :math:`h_0, \dots, h_l` of ``windows`` (:meth:`CausalTransformer.residual_stream`),
+    each token's vector layer-normalised without gain (mean 0, variance 1 over its ``d_emb``
+    coordinates, in float64) and each window flattened to one point of :math:`\mathbb{R}^n`, :math:`n = T d_{emb}`.
+
+    The normalisation fixes the scale the energy :math:`e^{-\lVert x - \rho\rVert^2}` and the radius
+    :math:`\sqrt{n/2\pi e}` assume (unit-variance coordinates, :math:`\lVert x\rVert^2 = n`), whatever
+    the norm the residual stream has grown to. Returns float64 tensors ``(len(windows), n)``.
+    """
+    was_training = model.training
+    model.eval()
+    states = model.residual_stream(windows)
+    model.train(was_training)
+    # float64 and a negligible eps: at initialisation the stream's variance (about 4e-4) is not
+    # large against layer norm's default eps of 1e-5
+    return [F.layer_norm(h.double(), (h.shape[-1],), eps=1e-12).reshape(len(windows), -1) for h in states]
+
+
+@torch.no_grad()
+def energy_profile(model: CausalTransformer, pattern_tokens, probe_tokens, *, n_patterns: int = 256,
+                   n_points: int = 64) -> dict:
+    r"""The energies of [NBDH24] inside a trained transformer, layer by layer along the forward pass.
+
+    Layer :math:`t` stores as its patterns :math:`\rho^{(t)}_i` the states after block :math:`t`
+    (:func:`normalised_states`) of ``n_patterns`` windows of ``pattern_tokens`` (the training data);
+    its energy is :math:`E_t(x) = -\log\sum_i e^{-\lVert x - \rho^{(t)}_i\rVert^2}`
+    (:func:`assocmem.hopfield.layer_energy`). A probe window (``n_points`` of ``probe_tokens``, the
+    held-out data) enters block :math:`t` as :math:`x_{t-1}` and leaves as :math:`x_t`; the block
+    lowers its energy when :math:`E_t(x_t) < E_t(x_{t-1})`. The global energy is
+    :math:`E_{global} = -\mathrm{LSE}(-E_1(x_1), \dots, -E_l(x_l))` (:func:`assocmem.hopfield.global_energy`).
+    With balls of radius :math:`r_t` = half the smallest distance between two patterns (disjoint, so
+    the paper's :math:`Z` is exact), :math:`Z_t = n_p\,\pi^{n/2} P(n/2, r_t^2)`
+    (:func:`assocmem.theory.volume.log_ball_gaussian_integral`).
+
+    Parameters
+    ----------
+    model : CausalTransformer
+        The model, evaluated in eval mode.
+    pattern_tokens, probe_tokens : 1-D integer arrays
+        Token streams the patterns and the probes are windows of (evenly spaced, deterministic).
+    n_patterns, n_points : int
+        Number of pattern windows (:math:`n_p`) and of probe windows.
+
+    Returns
+    -------
+    dict
+        ``energy_in``, ``energy_out`` (mean over probes of :math:`E_t(x_{t-1})` and :math:`E_t(x_t)`),
+        ``lowered`` (fraction of probes with :math:`E_t(x_t) < E_t(x_{t-1})`), ``log_Z``,
+        ``pattern_radius`` (:math:`r_t`): float64 arrays of length :math:`l`; ``global_energy`` (mean
+        over probes) and ``n`` (the dimension :math:`T d_{emb}`).
+    """
+    n_patterns = check.positive_int("n_patterns", n_patterns, minimum=2)
+    n_points = check.positive_int("n_points", n_points)
+    device = next(model.parameters()).device
+    patterns = normalised_states(model, spread_windows(pattern_tokens, model.context, n_patterns, device))
+    points = normalised_states(model, spread_windows(probe_tokens, model.context, n_points, device))
+    n = patterns[0].shape[1]
+    energy_in, energy_out, radii = [], [], []
+    for t in range(1, model.n_layers + 1):
+        energy_in.append(layer_energy(points[t - 1], patterns[t]))
+        energy_out.append(layer_energy(points[t], patterns[t]))
+        radii.append(0.5 * float(nearest_neighbour_distances(patterns[t].cpu().numpy()).min()))
+    e_in, e_out = torch.stack(energy_in), torch.stack(energy_out)
+    radii = np.asarray(radii)
+    return {"energy_in": e_in.mean(1).cpu().numpy(), "energy_out": e_out.mean(1).cpu().numpy(),
+            "lowered": (e_out < e_in).double().mean(1).cpu().numpy(),
+            "log_Z": np.log(n_patterns) + log_ball_gaussian_integral(n, np.maximum(radii, 1e-300)),
+            "pattern_radius": radii, "global_energy": float(global_energy(e_out, dim=0).mean()), "n": n}
+
+
+@experiment("nd_balance", version=3)
 def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
-               context: int = 32, train_tokens: int = 16_384, steps: int = 400, batch_size: int = 16,
-               lr: float = 3e-3, eval_every: int = 25, eval_windows: int = 64, seed: int = 0,
-               device: str = "cpu") -> dict:
-    """One point of the N-D balance: train a model of width ``d_emb`` on ``train_tokens`` tokens of
-    ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`; see :func:`spread_subset`) and report N
-    (attention + feed-forward), the final training loss, the minimum validation loss and the mean
-    squared gap between them (:func:`mean_squared_gap`)."""
+               context: int = 16, train_tokens: int = 8192, steps: int = 6000, patience: int = 1000,
+               window: int = 1000, batch_size: int = 16, lr: float = 2e-3, eval_every: int = 50,
+               eval_windows: int = 64, seed: int = 0, device: str = "cpu") -> dict:
+    """One point of the N-D balance: a model of width ``d_emb`` trained to convergence on
+    ``train_tokens`` tokens of ``corpus``.
+
+    Parameters
+    ----------
+    corpus : str
+        A name of :data:`assocmem.corpora.CORPORA`; the training set is :func:`spread_subset` of its
+        training stream, the validation set its whole validation stream.
+    d_emb, n_layers, n_heads, context :
+        The model (:class:`CausalTransformer`); ``seed`` seeds its initialisation and the sampler.
+    train_tokens : int
+        The data size D.
+    steps, patience :
+        Early stopping (:func:`train_language_model`): stop once the best validation loss is
+        ``patience`` steps old, or at ``steps``.
+    window : int
+        The window of :func:`paper_gap` (1000 iterations in the paper).
+    batch_size, lr, eval_every, eval_windows :
+        Training and evaluation settings; losses count every position (the paper's convention).
+    seed : int
+        Seed of the initialisation and of the window sampler.
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    dict
+        ``N`` (attention + feed-forward parameters), ``D`` (training tokens), ``steps_run``,
+        ``step_min`` (step of the minimum validation loss), ``min_val_loss``, ``final_train_loss``,
+        ``gap_paper`` (:func:`paper_gap`), ``gap_book`` (:func:`mean_squared_gap`), ``converged``
+        (1 when early stopping ended the run, 0 when the cap did) and ``seconds`` (wall clock).
+    """
+    started = time.perf_counter()
+    patience = check.positive_int("patience", patience)
     data = named_corpus(corpus)
     model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed, device=device)
     run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
-                               train_tokens=train_tokens, eval_every=eval_every,
-                               eval_windows=eval_windows, seed=seed, progress=False)
-    return {"N": parameter_counts(model)["paper"], "final_train_loss": run.train_loss[-1],
-            "min_val_loss": run.min_val_loss, "gap": mean_squared_gap(run)}
+                               train_tokens=train_tokens, eval_every=eval_every, eval_windows=eval_windows,
+                               patience=patience, seed=seed, progress=False)
+    best = int(np.argmin(run.val_loss))
+    return {"N": parameter_counts(model)["paper"],
+            "D": len(spread_subset(data.train, train_tokens, 16 * context)),
+            "steps_run": run.steps[-1], "step_min": run.steps[best], "min_val_loss": run.min_val_loss,
+            "final_train_loss": run.train_loss[-1], "gap_paper": paper_gap(run, window),
+            "gap_book": mean_squared_gap(run), "converged": int(_patience_spent(run, patience)),
+            "seconds": time.perf_counter() - started}
 
 
-@experiment("loss_floor", version=2)
-def loss_floor(corpus: str = "grammar", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
-               context: int = 32, steps: int = 1500, batch_size: int = 16, lr: float = 1e-2,
-               eval_every: int = 100, eval_windows: int = 128, min_position: int = 24,
-               seed: int = 0, device: str = "cpu") -> list[dict]:
-    """Train on ``corpus`` (a name of :data:`assocmem.corpora.CORPORA`) towards its plateau; one row
-    per evaluation with the training and validation losses (predictions with at least
-    ``min_position`` tokens of context) and the corpus's exact entropy rate (``nan`` if unknown)."""
+@experiment("loss_floor", version=3)
+def loss_floor(corpus: str = "grammar", d_emb: int = 64, n_layers: int = 2, n_heads: int = 4,
+               context: int = 32, steps: int = 8000, patience: int = 1500, batch_size: int = 16,
+               lr: float = 3e-3, eval_every: int = 100, eval_windows: int = 128, min_position: int = 24,
+               energy_patterns: int = 256, energy_points: int = 64, seed: int = 0,
+               device: str = "cpu") -> list[dict]:
+    """Train on ``corpus`` to its plateau, recording the loss in both conventions and the energies
+    inside the model at every evaluation.
+
+    Parameters
+    ----------
+    corpus : str
+        A name of :data:`assocmem.corpora.CORPORA`.
+    d_emb, n_layers, n_heads, context :
+        The model (:class:`CausalTransformer`).
+    steps, patience :
+        Early stopping on the validation loss (:func:`train_language_model`), capped at ``steps``.
+    batch_size, lr, eval_every, eval_windows :
+        Training and evaluation settings.
+    min_position : int
+        The validation loss counts predictions with at least this many tokens of context.
+    energy_patterns, energy_points : int
+        Sizes of :func:`energy_profile`'s pattern set (training windows) and probe set (validation).
+    seed : int
+        Seed of the initialisation and of the window sampler.
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    list of dict
+        One row per evaluation and layer: ``step``, ``layer`` (1 to ``n_layers``),
+        ``train_loss_all`` (training loss over every position, the paper's convention),
+        ``val_loss_filled`` (validation loss at positions >= ``min_position``, the book's),
+        ``entropy_rate`` (exact, ``nan`` if unknown), and the layer's :func:`energy_profile`
+        entries ``energy_in``, ``energy_out``, ``lowered``, ``log_Z``, ``pattern_radius``, with the
+        step's ``global_energy`` and the dimension ``n``.
+    """
     data = named_corpus(corpus)
     model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed, device=device)
+    profiles = []
     run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
-                               eval_every=eval_every, eval_windows=eval_windows,
-                               min_position=min_position, seed=seed, progress=False)
+                               eval_every=eval_every, eval_windows=eval_windows, min_position=min_position,
+                               train_min_position=0, patience=patience, seed=seed, progress=False,
+                               on_evaluate=lambda step, m: profiles.append(
+                                   energy_profile(m, data.train, data.validation, n_patterns=energy_patterns,
+                                                  n_points=energy_points)))
     rate = float("nan") if data.entropy_rate is None else data.entropy_rate
-    return [{"step": s, "train_loss": tr, "val_loss": va, "entropy_rate": rate}
-            for s, tr, va in zip(run.steps, run.train_loss, run.val_loss, strict=True)]
+    rows = []
+    for s, tr, va, prof in zip(run.steps, run.train_loss, run.val_loss, profiles, strict=True):
+        for t in range(n_layers):
+            rows.append({"step": s, "layer": t + 1, "train_loss_all": tr, "val_loss_filled": va,
+                         "entropy_rate": rate, "global_energy": prof["global_energy"], "n": prof["n"],
+                         **{k: float(prof[k][t]) for k in
+                            ("energy_in", "energy_out", "lowered", "log_Z", "pattern_radius")}})
+    return rows
+
+
+@experiment("activation_geometry", version=1)
+def activation_geometry(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
+                        context: int = 32, steps: int = 3000, patience: int = 1000, batch_size: int = 16,
+                        lr: float = 3e-3, eval_every: int = 100, eval_windows: int = 64,
+                        sample_sizes: tuple = (50, 100, 200, 400, 800, 1600), seed: int = 0,
+                        device: str = "cpu") -> list[dict]:
+    r"""Nearest-neighbour distances of last-layer activations (:func:`last_layer_activations`) of
+    held-out windows, before and after training, for growing samples.
+
+    Parameters
+    ----------
+    corpus, d_emb, n_layers, n_heads, context :
+        The corpus (a name of :data:`assocmem.corpora.CORPORA`) and the model.
+    steps, patience, batch_size, lr, eval_every, eval_windows :
+        Training to convergence (:func:`train_language_model`, early stopping).
+    sample_sizes : tuple of int
+        Numbers m of activation vectors; the first m of one draw of ``max(sample_sizes)`` windows.
+    seed : int
+        Seed of the model, the sampler and the windows.
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    list of dict
+        One row per stage (``"init"``, ``"trained"``) and sample size: ``m``, ``nn_mean`` (mean
+        distance to the nearest other activation), ``norm_mean`` (mean activation norm), ``n``
+        (:math:`T d_{emb}`), ``theory_radius`` (:math:`\sqrt{n/2\pi e}`) and ``val_loss``.
+    """
+    sizes = check.int_array("sample_sizes", sample_sizes, minimum=2)
+    data = named_corpus(corpus)
+    model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed, device=device)
+    rows = []
+    for stage in ("init", "trained"):
+        if stage == "trained":
+            train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
+                                 eval_windows=eval_windows, patience=patience, seed=seed, progress=False)
+        val_loss = evaluate_loss(model, data.validation, n_windows=eval_windows)
+        acts = last_layer_activations(model, data.validation, int(sizes.max()), seed=seed + 1)
+        norm = float(np.linalg.norm(acts, axis=1).mean())
+        for m in sizes:
+            rows.append({"stage": stage, "m": int(m),
+                         "nn_mean": float(nearest_neighbour_distances(acts[:m]).mean()),
+                         "norm_mean": norm, "n": acts.shape[1],
+                         "theory_radius": float(np.sqrt(acts.shape[1] / (2 * np.pi * np.e))),
+                         "val_loss": val_loss})
+    return rows

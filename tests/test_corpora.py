@@ -113,3 +113,26 @@ def test_invalid_grammars_and_corpus_names_raise():
         corpora.english_corpus(validation_fraction=1.0)
     with pytest.raises(ValueError, match="name"):
         corpora.named_corpus("klingon")
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_widened_lexicon_adds_log_factor_per_open_class_word(factor):
+    # every word class but REL grows `factor` times, so each of the E|S| - E[#REL] words of a
+    # declarative carries log(factor) more nats; E[#REL] = p_relative (one per relative clause)
+    base = corpora.question_formation_grammar()
+    wide = corpora.question_formation_grammar(words=corpora.widened_lexicon(factor))
+    extra = math.log(factor) * (base.expected_length() - 0.25)
+    assert wide.derivation_entropy() == pytest.approx(base.derivation_entropy() + extra, rel=1e-12)
+    assert wide.expected_length() == pytest.approx(base.expected_length(), rel=1e-12)
+    assert len(wide.vocabulary) == factor * (len(base.vocabulary) - 4) + 4  # REL (2) and markers (2) stay
+    assert corpora.widened_lexicon(1)["N"] == corpora.NOUNS
+
+
+def test_named_grammars_have_rates_below_near_and_above_one_nat():
+    rates = {name: corpora.named_corpus(name).entropy_rate
+             for name in ("grammar-small", "grammar", "grammar-large")}
+    assert rates["grammar-small"] == pytest.approx(0.4464, abs=1e-4)
+    assert rates["grammar"] == pytest.approx(1.0904, abs=1e-4)
+    assert rates["grammar-large"] == pytest.approx(1.5511, abs=1e-4)
+    with pytest.raises(ValueError, match="factor"):
+        corpora.widened_lexicon(0)

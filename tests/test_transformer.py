@@ -111,10 +111,12 @@ def test_balanced_data_size_picks_the_smallest_size_within_sigma2():
 
 def test_nd_balance_is_a_registered_experiment():
     exp = get_experiment("nd_balance")
-    row = exp(corpus="grammar", d_emb=8, n_heads=2, context=8, train_tokens=500, steps=3, eval_every=3,
-              eval_windows=4)
-    assert row["N"] == 2 * (12 * 64 + 9 * 8) and row["gap"] >= 0
-    assert set(get_experiment("loss_floor").defaults) >= {"corpus", "steps", "min_position"}
+    row = exp(corpus="grammar", d_emb=8, n_heads=2, context=8, train_tokens=500, steps=6, eval_every=3,
+              eval_windows=4, patience=100)
+    assert row["N"] == 2 * (12 * 64 + 9 * 8) and row["D"] == 500
+    assert row["steps_run"] == 6 and row["converged"] == 0 and row["step_min"] in (0, 3, 6)
+    assert row["gap_paper"] >= 0 and row["gap_book"] >= 0
+    assert set(get_experiment("loss_floor").defaults) >= {"corpus", "steps", "min_position", "patience"}
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -151,3 +153,114 @@ def test_spread_subset_takes_evenly_spaced_chunks():
     np.testing.assert_array_equal(subset[-25:], np.arange(975, 1000))
     assert len(subset) == 100 and len(np.unique(subset)) == 100
     assert len(tf.spread_subset(tokens, 5000, chunk=25)) == 1000
+
+
+def test_residual_stream_ends_in_the_hidden_state():
+    model = tf.CausalTransformer(9, 16, 3, 2, 8, seed=0)
+    tokens = torch.randint(0, 9, (2, 8), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        states = model.residual_stream(tokens)
+        assert len(states) == 4 and all(h.shape == (2, 8, 16) for h in states)
+        torch.testing.assert_close(model.final_norm(states[-1]), model.hidden(tokens), rtol=0, atol=0)
+        torch.testing.assert_close(states[1], model.blocks[0](states[0]), rtol=0, atol=0)
+
+
+def test_early_stopping_stops_at_the_first_evaluation_past_patience(tiny_corpus):
+    model = tf.CausalTransformer(tiny_corpus.vocab_size, 16, 1, 2, 16, seed=0)
+    run = tf.train_language_model(model, tiny_corpus, steps=400, batch_size=8, lr=0.05, eval_every=10,
+                                  eval_windows=4, patience=30, seed=0, progress=False)
+    best = [run.steps[int(np.argmin(run.val_loss[:k + 1]))] for k in range(len(run.steps))]
+    age = np.asarray(run.steps) - np.asarray(best)
+    if run.steps[-1] < 400:  # stopped early: at the first evaluation whose best is 30 steps old
+        assert age[-1] >= 30 and np.all(age[:-1] < 30)
+    else:
+        assert np.all(age < 30)
+    assert tf._patience_spent(run, 30) == (age[-1] >= 30)
+    assert not tf._patience_spent(run, None)
+
+
+def test_training_loss_convention_is_selectable(tiny_corpus):
+    settings = dict(steps=20, batch_size=8, eval_every=20, eval_windows=8, seed=0, progress=False)
+    model = tf.CausalTransformer(tiny_corpus.vocab_size, 16, 1, 2, 16, seed=0)
+    run = tf.train_language_model(model, tiny_corpus, min_position=10, train_min_position=0, **settings)
+    stream = tiny_corpus.train
+    assert run.train_loss[-1] == pytest.approx(tf.evaluate_loss(model, stream, n_windows=8, min_position=0),
+                                               rel=1e-6)
+    assert run.val_loss[-1] == pytest.approx(
+        tf.evaluate_loss(model, tiny_corpus.validation, n_windows=8, min_position=10), rel=1e-6)
+    seen = []
+    tf.train_language_model(tf.CausalTransformer(tiny_corpus.vocab_size, 16, 1, 2, 16, seed=0), tiny_corpus,
+                            on_evaluate=lambda step, m: seen.append(step), **{**settings, "eval_every": 5})
+    assert seen == [0, 5, 10, 15, 20]
+
+
+def test_paper_gap_averages_the_window_after_the_minimum():
+    run = tf.TrainingRun(steps=[0, 500, 1000, 1500, 2000, 2500],
+                         train_loss=[3.0, 2.0, 1.6, 1.4, 1.2, 1.0], val_loss=[3.0, 2.2, 1.9, 2.0, 2.1, 2.3])
+    # minimum 1.9 at step 1000: the window (1000, 2000] holds steps 1500 and 2000
+    assert tf.paper_gap(run) == pytest.approx(((1.4 - 1.9) ** 2 + (1.2 - 1.9) ** 2) / 2)
+    assert tf.paper_gap(run, window=500) == pytest.approx((1.4 - 1.9) ** 2)
+    capped = tf.TrainingRun(steps=[0, 500, 1000, 1500], train_loss=[3.0, 2.0, 1.8, 1.7],
+                            val_loss=[3.0, 2.2, 2.0, 1.9])
+    # the minimum is the last evaluation: the last 1000 steps, [500, 1500], are used
+    assert tf.paper_gap(capped) == pytest.approx(((2.0 - 1.9) ** 2 + (1.8 - 1.9) ** 2 + (1.7 - 1.9) ** 2) / 3)
+    with pytest.raises(ValueError, match="window"):
+        tf.paper_gap(run, window=0)
+
+
+def test_normalised_states_have_unit_variance_tokens():
+    model = tf.CausalTransformer(9, 16, 2, 2, 8, seed=0)
+    windows = tf.spread_windows(np.arange(200) % 9, 8, 5)
+    assert windows.shape == (5, 8) and windows[0, 0] == 0 and windows[-1, -1] == (200 - 2) % 9
+    states = tf.normalised_states(model, windows)
+    assert len(states) == 3 and states[0].dtype == torch.float64 and states[0].shape == (5, 8 * 16)
+    tokens = states[2].reshape(5, 8, 16)
+    torch.testing.assert_close(tokens.mean(-1), torch.zeros(5, 8, dtype=torch.float64), rtol=0, atol=1e-6)
+    # layer norm's eps (1e-12) against the initial variance (about 4e-4) leaves a relative 3e-9
+    torch.testing.assert_close((tokens ** 2).mean(-1), torch.ones(5, 8, dtype=torch.float64), rtol=0, atol=1e-7)
+
+
+def test_energy_profile_against_a_direct_computation():
+    from scipy import special
+
+    from assocmem.theory import volume
+
+    model = tf.CausalTransformer(9, 8, 2, 2, 4, seed=0)
+    rng = np.random.default_rng(0)
+    train, probe = rng.integers(0, 9, 300), rng.integers(0, 9, 300)
+    prof = tf.energy_profile(model, train, probe, n_patterns=12, n_points=5)
+    patterns = [h.numpy() for h in tf.normalised_states(model, tf.spread_windows(train, 4, 12))]
+    points = [h.numpy() for h in tf.normalised_states(model, tf.spread_windows(probe, 4, 5))]
+    assert prof["n"] == 32
+    outs = []
+    for t in (1, 2):
+        def energy(x, t=t):
+            sq = ((x[:, None, :] - patterns[t][None, :, :]) ** 2).sum(-1)
+            return -special.logsumexp(-sq, axis=1)
+        e_in, e_out = energy(points[t - 1]), energy(points[t])
+        outs.append(e_out)
+        np.testing.assert_allclose(prof["energy_in"][t - 1], e_in.mean(), rtol=1e-9)
+        np.testing.assert_allclose(prof["energy_out"][t - 1], e_out.mean(), rtol=1e-9)
+        assert prof["lowered"][t - 1] == pytest.approx(np.mean(e_out < e_in))
+        pairwise = np.sqrt(((patterns[t][:, None] - patterns[t][None]) ** 2).sum(-1))
+        radius = 0.5 * pairwise[~np.eye(12, dtype=bool)].min()
+        assert prof["pattern_radius"][t - 1] == pytest.approx(radius, rel=1e-9)
+        assert prof["log_Z"][t - 1] == pytest.approx(
+            np.log(12) + volume.log_ball_gaussian_integral(32, radius), rel=1e-9)
+    outs = np.stack(outs)
+    np.testing.assert_allclose(prof["global_energy"], (-special.logsumexp(-outs, axis=0)).mean(), rtol=1e-9)
+    assert np.all(prof["global_energy"] <= outs.min(0).mean())
+
+
+def test_loss_floor_and_activation_geometry_rows():
+    rows = get_experiment("loss_floor")(corpus="grammar-small", d_emb=8, n_heads=2, context=8, steps=4,
+                                        eval_every=2, eval_windows=4, min_position=4, energy_patterns=6,
+                                        energy_points=3)
+    assert [(r["step"], r["layer"]) for r in rows] == [(s, t) for s in (0, 2, 4) for t in (1, 2)]
+    assert rows[0]["entropy_rate"] == pytest.approx(0.4464, abs=1e-4) and rows[0]["n"] == 64
+    assert rows[0]["train_loss_all"] == rows[1]["train_loss_all"]  # one evaluation, two layers
+    geo = get_experiment("activation_geometry")(d_emb=8, n_heads=2, context=8, steps=4, eval_every=2,
+                                                eval_windows=4, sample_sizes=(5, 10))
+    assert [(r["stage"], r["m"]) for r in geo] == [("init", 5), ("init", 10), ("trained", 5), ("trained", 10)]
+    assert geo[0]["theory_radius"] == pytest.approx(np.sqrt(64 / (2 * np.pi * np.e)))
+    assert geo[1]["nn_mean"] <= geo[0]["nn_mean"] * 1.5 and geo[0]["norm_mean"] > 0
