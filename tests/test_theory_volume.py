@@ -69,3 +69,36 @@ def test_invalid_inputs_raise_value_error(call):
 def test_non_numeric_input_raises_type_error():
     with pytest.raises(TypeError):
         volume.theory_radius("ten")
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 1_000, 100_000])
+def test_exact_ball_integral_lies_inside_proposition_5_bracket(n):
+    radii = volume.theory_radius(n) * np.array([0.3, 1.0, 3.0])
+    lower, upper = volume.log_partition_bracket(n, radii)
+    exact = volume.log_ball_gaussian_integral(n, radii)
+    assert np.all(lower <= exact) and np.all(exact <= upper)
+    np.testing.assert_allclose(upper - lower, radii**2, rtol=1e-12)
+    default_lower, default_upper = volume.log_partition_bracket(n)
+    assert default_upper == pytest.approx(volume.log_ball_volume(n, volume.theory_radius(n)), rel=1e-12)
+
+
+def test_exact_integral_in_one_dimension_against_the_bracket():
+    # n = 1: the integral over [-r, r] of exp(-x^2) is sqrt(pi) erf(r)
+    from scipy.special import erf
+
+    r = 0.7
+    assert np.exp(volume.log_ball_gaussian_integral(1, r)) == pytest.approx(np.sqrt(np.pi) * erf(r), rel=1e-12)
+    lower, upper = volume.log_partition_bracket(1, r)
+    assert np.exp(upper) == pytest.approx(2 * r) and np.exp(lower) == pytest.approx(2 * r * np.exp(-r**2))
+
+
+def test_volume_bound_chain_gives_N_proportional_to_D_to_the_fourth():
+    d = np.array([64, 256, 1024, 4096, 16384])
+    N, D = volume.volume_bound_balance(d, context=32, n_layers=2)
+    np.testing.assert_allclose(N, 24.0 * d**2)
+    # D = T sqrt(pi T d) up to Stirling's correction, so N ~ A l D^4 / (pi^2 T^6)
+    np.testing.assert_allclose(D, 32 * np.sqrt(np.pi * 32 * d), rtol=0.02)
+    slope = np.polyfit(np.log(D), np.log(N), 1)[0]
+    assert slope == pytest.approx(4.0, abs=0.01)
+    with pytest.raises(ValueError, match="context"):
+        volume.volume_bound_balance(d, context=0)

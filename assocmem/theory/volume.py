@@ -26,6 +26,8 @@ __all__ = [
     "theory_radius",
     "loss_from_partition",
     "patterns_at_unit_partition",
+    "log_partition_bracket",
+    "volume_bound_balance",
 ]
 
 
@@ -100,6 +102,58 @@ def patterns_at_unit_partition(n, r=None, *, exact: bool = True) -> np.ndarray:
     radius = theory_radius(n) if r is None else r
     integral = log_ball_gaussian_integral(n, radius) if exact else log_ball_volume(n, radius)
     return -integral
+
+
+def log_partition_bracket(n, r=None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Proposition 5 of [NBDH24], per pattern: :math:`V_n(r)\,e^{-r^2} \le \int_{B(r)}
+    e^{-\lVert x\rVert^2}dx \le V_n(r)`, so :math:`n_p V_n(r) e^{-r^2} \le Z \le n_p V_n(r)`.
+
+    On the ball :math:`e^{-r^2} \le e^{-\lVert x\rVert^2} \le 1`; integrating over its volume gives the
+    bracket. Returns the logs of the lower and upper ends, :math:`\log V_n(r) - r^2` and
+    :math:`\log V_n(r)`.
+
+    Parameters
+    ----------
+    n : int or array of int
+        Dimensions (>= 1).
+    r : float or array, optional
+        Radii (> 0); default :func:`theory_radius`.
+    """
+    radius = theory_radius(n) if r is None else check.positive_array("r", r)
+    upper = log_ball_volume(n, radius)
+    return upper - np.asarray(radius, dtype=np.float64) ** 2, upper
+
+
+def volume_bound_balance(d_emb, context: int, n_layers: int = 1, A: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    r"""The chain from :math:`Z = 1` to a model-data balance, with the book's definitions and the
+    volume bound: a model of width :math:`d_{emb}` sees points of dimension :math:`n = T_{max} d_{emb}`,
+    is optimal with :math:`n_p = 1/V_n(\sqrt{n/2\pi e}) \approx \sqrt{\pi n}` patterns (one per
+    training sequence), i.e. :math:`D = T_{max}\,n_p` tokens, and has
+    :math:`N = A\,l\,d_{emb}^2` parameters. Eliminating :math:`d_{emb}`,
+    :math:`N \approx A\,l\,D^4 / (\pi^2 T_{max}^6)` at fixed :math:`T_{max}` and :math:`l`.
+
+    Parameters
+    ----------
+    d_emb : int or array of int
+        Embedding widths.
+    context : int
+        :math:`T_{max}`.
+    n_layers : int
+        :math:`l`.
+    A : float
+        Parameters per layer in units of :math:`d_{emb}^2` (12 for a GPT block with an MLP of width 4d).
+
+    Returns
+    -------
+    (N, D) : float64 arrays
+        Parameters and balanced data size for each width.
+    """
+    d = _dimensions(d_emb)
+    context = check.positive_int("context", context)
+    n_layers = check.positive_int("n_layers", n_layers)
+    A = check.real("A", A, low=0.0, low_open=True)
+    n_p = np.exp(patterns_at_unit_partition(context * d, exact=False))
+    return A * n_layers * d**2, context * n_p
 
 
 def _dimensions(n) -> np.ndarray:
