@@ -6,11 +6,14 @@ weights are functions of the counts :math:`n_x` of those ``T`` tokens (:data:`SC
 
 - ``"seen"``: store every seen token, :math:`q(x) = 1[n_x > 0]` (:func:`assocmem.memory.seen_weights`);
 - ``"top"``: thresholding, :math:`q(x) = 1` on the :math:`P = \lfloor d/\text{ratio} \rfloor` most
-  frequent seen tokens (:func:`assocmem.memory.top_seen_weights`);
+  frequent seen tokens (:func:`assocmem.memory.top_seen_weights`; ties in count broken in a seeded
+  random order, ``count_ties="random"``, or by token index, ``"index"``);
 - ``"empirical"``: :math:`q(x) = \hat p(x)^\rho` with :math:`\hat p(x) = n_x / T`
   (:func:`empirical_power_weights`).
 
-Errors are the exact population errors of :func:`assocmem.memory.population_error`, for every trial,
+Errors are the exact population errors of :func:`assocmem.memory.population_error` (``ties="error"``
+counts a tie of scores as a miss, ``ties="first"`` decides it as ``argmax`` does in the papers' code;
+the registered experiments, which reproduce the paper's grids, default to ``"first"``), for every trial,
 ``T`` and ``d`` of nested grids: one embedding draw at the largest ``d`` serves every ``d`` and every
 ``T``, in chunks of trials so memory stays bounded.
 
@@ -102,12 +105,14 @@ def empirical_power_weights(counts, rho: float) -> np.ndarray:
     return np.where(counts > 0, (counts / np.maximum(totals, 1)) ** rho, 0.0)
 
 
-def count_weights(counts, scheme: str, d_grid=None, *, ratio: float = 12.0, rho: float = 1.0) -> np.ndarray:
+def count_weights(counts, scheme: str, d_grid=None, *, ratio: float = 12.0, rho: float = 1.0,
+                  count_ties: str = "random", seed: int = 0) -> np.ndarray:
     r"""The weights of a count-based scheme, in the layout :func:`assocmem.memory.population_error` takes.
 
     ``"seen"`` and ``"empirical"`` give the shape of ``counts``; ``"top"`` keeps the
     :math:`\lfloor d/\text{ratio} \rfloor` most frequent seen tokens for each ``d`` of ``d_grid`` and
-    inserts that axis: ``counts.shape[:-1] + (len(d_grid), N)``.
+    inserts that axis: ``counts.shape[:-1] + (len(d_grid), N)``; its ties in count follow
+    ``count_ties`` and ``seed`` (:func:`assocmem.memory.top_seen_weights`).
     """
     scheme = check.choice("scheme", scheme, SCHEMES)
     if scheme == "seen":
@@ -118,13 +123,15 @@ def count_weights(counts, scheme: str, d_grid=None, *, ratio: float = 12.0, rho:
     if d_grid is None:
         raise ValueError("d_grid is required for the top scheme (P = d // ratio)")
     d_grid = check.int_array("d_grid", d_grid)
-    return memory.top_seen_weights(counts, np.floor(d_grid / ratio).astype(np.int64))
+    return memory.top_seen_weights(counts, np.floor(d_grid / ratio).astype(np.int64), count_ties=count_ties,
+                                   seed=seed)
 
 
 # --------------------------------------------------------------------------- error grids
 
 def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "gaussian",
-               dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28) -> np.ndarray:
+               dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28,
+               ties: str = "error") -> np.ndarray:
     r"""Population errors of a stack of memories that share their embeddings, for every ``d`` of a grid.
 
     Parameters
@@ -146,6 +153,8 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
         Bound on the embeddings and score accumulators held at once: trials are drawn in chunks
         (same numbers). Each chunk is one :func:`assocmem.memory.population_errors` call with the
         ``G`` weightings, which share every pass over the chunk's embeddings.
+    ties : {"error", "first"}
+        A tie of scores: a miss, or decided as ``argmax`` does (:func:`assocmem.memory.population_error`).
 
     Returns
     -------
@@ -154,6 +163,7 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     """
     kind = check.choice("kind", kind, KINDS)
     M = check.positive_int("M", M)
+    ties = check.choice("ties", ties, memory.TIES)
     d_grid = check.int_array("d_grid", d_grid)
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim not in (3, 4) or (weights.ndim == 4 and weights.shape[2] != d_grid.size):
@@ -175,39 +185,46 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
         E, U = _embeddings(kind, N, M, D, seed, size, first, dtype, device)
         per_weighting = memory.population_errors(
             list(weights[first:first + size].swapaxes(0, 1)), p, labels, E, U, d_grid,
-            kind="gaussian" if kind == "orthonormal" else kind)
+            kind="gaussian" if kind == "orthonormal" else kind, ties=ties)
         errors[first:first + size] = torch.stack(per_weighting, dim=1).cpu().numpy()
     return errors
 
 
 def joint_error(N: int, alpha: float, d_grid, T_grid, *, scheme: str = "top", M: int = 5,
                 ratio: float = 12.0, rho: float = 1.0, trials: int = 100, seed: int = 0,
-                kind: str = "gaussian", dtype: torch.dtype = torch.float32, device="cpu") -> np.ndarray:
+                kind: str = "gaussian", dtype: torch.dtype = torch.float32, device="cpu",
+                ties: str = "error", count_ties: str = "random") -> np.ndarray:
     r"""The joint (d, T) scan of chapter 3: error of a memory built from ``T`` samples, in dimension ``d``.
 
     Data: :func:`nested_counts` (``seed``); weights: :func:`count_weights`; labels
     :math:`f^*(x) = x \bmod M`; embeddings: one draw per trial at ``max(d_grid)`` (``seed``, an
-    independent stream), shared by every ``T``. Returns float64 errors of shape
-    ``(trials, len(T_grid), len(d_grid))``.
+    independent stream), shared by every ``T``. ``ties`` is the rule for tied scores
+    (:func:`error_grid`), ``count_ties`` the rule for tied counts of ``"top"`` (:func:`count_weights`,
+    seeded by ``seed``). Returns float64 errors of shape ``(trials, len(T_grid), len(d_grid))``.
     """
+    ties = check.choice("ties", ties, memory.TIES)
+    count_ties = check.choice("count_ties", count_ties, memory.COUNT_TIES)
     counts = nested_counts(N, alpha, T_grid, trials=trials, seed=seed)
-    weights = count_weights(counts, scheme, d_grid, ratio=ratio, rho=rho)
+    weights = count_weights(counts, scheme, d_grid, ratio=ratio, rho=rho, count_ties=count_ties, seed=seed)
     return error_grid(weights, zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M), M, d_grid, seed,
-                      kind=kind, dtype=dtype, device=device)
+                      kind=kind, dtype=dtype, device=device, ties=ties)
 
 
 def threshold_error(N: int, alpha: float, d_grid, P_grid, T: int, *, M: int = 5, trials: int = 100,
                     seed: int = 0, kind: str = "gaussian", dtype: torch.dtype = torch.float32,
-                    device="cpu") -> np.ndarray:
+                    device="cpu", ties: str = "error", count_ties: str = "random") -> np.ndarray:
     r"""Error of keeping the ``P`` most frequent of ``T`` samples, for each ``P`` and ``d``.
 
     The same ``T`` samples and embeddings serve every ``P``; returns float64 errors of shape
     ``(trials, len(P_grid), len(d_grid))``. :func:`best_threshold` reads the best ``P`` per ``d``.
+    ``ties`` and ``count_ties`` as in :func:`joint_error`.
     """
+    ties = check.choice("ties", ties, memory.TIES)
     counts = nested_counts(N, alpha, [check.positive_int("T", T)], trials=trials, seed=seed)[:, 0]
-    weights = memory.top_seen_weights(counts, _increasing("P_grid", P_grid, minimum=0))
+    weights = memory.top_seen_weights(counts, _increasing("P_grid", P_grid, minimum=0), count_ties=count_ties,
+                                      seed=seed)
     return error_grid(weights, zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M), M, d_grid, seed,
-                      kind=kind, dtype=dtype, device=device)
+                      kind=kind, dtype=dtype, device=device, ties=ties)
 
 
 def best_threshold(errors, P_grid) -> np.ndarray:
@@ -256,26 +273,29 @@ def more_data_hurts(errors, *, z: float = 2.0) -> np.ndarray:
 def joint_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, ratio: float = 12.0,
                      d_values: tuple = (10, 20, 50, 100, 200, 1000), T_min: int = 10, T_max: int = 10_000,
                      n_T: int = 13, trials: int = 100, seed: int = 0, kind: str = "gaussian",
-                     device: str = "cpu") -> list[dict]:
+                     device: str = "cpu", ties: str = "first", count_ties: str = "random") -> list[dict]:
     """The paper's joint (d, T) grid for thresholding (q = 1 on the int(d/ratio) most frequent seen tokens).
 
     One row per trial, ``T`` (``n_T`` log-spaced integers in ``[T_min, T_max]``) and ``d``. Split the 100
-    trials across workers with ``--grid seed=0,1,2,3 trials=25``.
+    trials across workers with ``--grid seed=0,1,2,3 --grid trials=25``. Tied scores are decided as the
+    paper's ``argmax`` does (``ties="first"``), tied counts in a seeded random order.
     """
     T_grid = memory.log_grid(T_min, T_max, n_T)
     errors = joint_error(N, alpha, list(d_values), T_grid, scheme="top", M=M, ratio=ratio, trials=trials,
-                         seed=seed, kind=kind, device=device)
+                         seed=seed, kind=kind, device=device, ties=ties, count_ties=count_ties)
     return _rows(errors, T=T_grid, d=np.asarray(d_values))
 
 
 @experiment("finite_sample_overflow")
 def overflow_experiment(N: int = 100, M: int = 5, alpha: float = 0.5, d_min: int = 10, d_max: int = 1000,
                         n_d: int = 30, T_min: int = 10, T_max: int = 10_000, n_T: int = 30, trials: int = 100,
-                        seed: int = 0, kind: str = "gaussian", device: str = "cpu") -> list[dict]:
-    """The paper's grid for storing every seen token (q = 1[n_x > 0]); one row per trial, ``T`` and ``d``."""
+                        seed: int = 0, kind: str = "gaussian", device: str = "cpu",
+                        ties: str = "first") -> list[dict]:
+    """The paper's grid for storing every seen token (q = 1[n_x > 0]); one row per trial, ``T`` and ``d``
+    (tied scores decided as the paper's ``argmax`` does)."""
     T_grid, d_grid = memory.log_grid(T_min, T_max, n_T), memory.log_grid(d_min, d_max, n_d)
     errors = joint_error(N, alpha, d_grid, T_grid, scheme="seen", M=M, trials=trials, seed=seed, kind=kind,
-                         device=device)
+                         device=device, ties=ties)
     return _rows(errors, T=T_grid, d=d_grid)
 
 
@@ -283,12 +303,13 @@ def overflow_experiment(N: int = 100, M: int = 5, alpha: float = 0.5, d_min: int
 def best_threshold_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, T: int = 100_000,
                               d_min: int = 10, d_max: int = 1000, n_d: int = 12, P_min: int = 1,
                               P_max: int = 1000, n_P: int = 40, trials: int = 100, seed: int = 0,
-                              kind: str = "gaussian", device: str = "cpu") -> list[dict]:
+                              kind: str = "gaussian", device: str = "cpu", ties: str = "first",
+                              count_ties: str = "random") -> list[dict]:
     """Error of keeping the P most frequent of T samples, for P and d on log grids; one row per trial,
-    ``P`` and ``d``."""
+    ``P`` and ``d`` (tied scores decided as ``argmax`` does, tied counts in a seeded random order)."""
     P_grid, d_grid = memory.log_grid(P_min, P_max, n_P), memory.log_grid(d_min, d_max, n_d)
     errors = threshold_error(N, alpha, d_grid, P_grid, T, M=M, trials=trials, seed=seed, kind=kind,
-                             device=device)
+                             device=device, ties=ties, count_ties=count_ties)
     return _rows(errors, P=P_grid, d=d_grid)
 
 

@@ -25,8 +25,12 @@ rescaled by :math:`\sqrt{d/d'}` (variance ``I/d'``); this multiplies every score
 factor, so the argmax, hence the error, is computed without it. For sphere embeddings the truncated
 vectors are renormalised to unit length.
 
-Ties: a token counts as recalled only when its true class scores *strictly* above every other class;
-a tie (for instance all scores 0 when ``q = 0``) counts as an error.
+Ties (:data:`TIES`): with ``ties="error"`` (the default, the book's definition) a token counts as
+recalled only when its true class scores *strictly* above every other class, so a tie (for instance
+all scores 0 when ``q = 0``) counts as an error. With ``ties="first"`` the prediction is
+``argmax`` as the papers' code computes it, the first class among the largest scores; a tie is then
+right when the true class is the smallest tied index. The two differ only on exact ties, which
+random embeddings make impossible unless nothing is stored.
 
 Example
 -------
@@ -60,6 +64,8 @@ from .sweep import experiment
 __all__ = [
     "KINDS",
     "SCHEMES",
+    "TIES",
+    "COUNT_TIES",
     "embeddings",
     "memory_embeddings",
     "uniform_weights",
@@ -80,6 +86,9 @@ __all__ = [
 
 KINDS = ("gaussian", "sphere")
 SCHEMES = ("uniform", "power", "threshold")
+TIES = ("error", "first")          # score ties: counted as errors, or argmax's first class (the papers' code)
+COUNT_TIES = ("random", "index")   # count ties in top_seen_weights: seeded random order, or token index
+_TIE_STREAM = 2718                 # the random tie order of top_seen_weights: its own stream of the seed
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -165,17 +174,28 @@ def seen_weights(counts) -> np.ndarray:
     return (_counts(counts) > 0).astype(np.float64)
 
 
-def top_seen_weights(counts, P) -> np.ndarray:
+def top_seen_weights(counts, P, *, count_ties: str = "random", seed: int = 0) -> np.ndarray:
     r"""Weight 1 on the ``P`` most frequent *seen* tokens, 0 elsewhere.
 
-    ``counts`` has shape ``(..., N)``. Ties in count are broken towards the smaller token index, so the
-    result is deterministic. ``P`` an integer gives the shape of ``counts``; a sequence of ``G``
-    integers inserts an axis: ``(..., G, N)`` (with counts ``(trials, N)`` this is the
+    ``counts`` has shape ``(..., N)``. ``P`` an integer gives the shape of ``counts``; a sequence of
+    ``G`` integers inserts an axis: ``(..., G, N)`` (with counts ``(trials, N)`` this is the
     ``(trials, len(d_grid), N)`` layout :func:`population_error` accepts).
+
+    Ties among equal counts (:data:`COUNT_TIES`): ``count_ties="random"`` (the default) orders tied
+    tokens by a random priority drawn once per row of ``counts`` (a stream of ``seed`` of its own,
+    independent of the data drawn with the same seed), the same for every ``P``, so the kept sets are
+    nested in ``P`` and use nothing the counts do not contain. ``count_ties="index"`` prefers the
+    smaller token index; for a Zipf law that is the true frequency rank, which the counts do not hold,
+    and it lowers the error (chapter 3 measures by how much).
     """
     counts = _counts(counts)
     P_arr = check.int_array("P", P, minimum=0)
-    order = np.argsort(-counts, axis=-1, kind="stable")
+    count_ties = check.choice("count_ties", count_ties, COUNT_TIES)
+    if count_ties == "random":
+        priority = np.random.default_rng([check.seed("seed", seed), _TIE_STREAM]).random(counts.shape)
+        order = np.lexsort((priority, -counts), axis=-1)   # by decreasing count, then by priority
+    else:
+        order = np.argsort(-counts, axis=-1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(counts.shape[-1]), axis=-1)
     keep = (rank[..., None, :] < P_arr[:, None]) & (counts[..., None, :] > 0)
@@ -244,14 +264,15 @@ def signal_and_interference(q, labels, E: torch.Tensor, U: torch.Tensor) -> tupl
 
 def recall(q, labels, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     """Predicted classes :math:`f_W(r) = \\arg\\max_y s_y(r)`, shape ``(trials, N)`` (ties go to the
-    smallest class index, as ``torch.argmax`` does; :func:`population_error` counts ties as errors)."""
+    smallest class index, as ``torch.argmax`` does: the rule of :func:`population_error` with
+    ``ties="first"``; its default counts ties as errors)."""
     return scores(q, labels, E, U).argmax(dim=1)
 
 
 # --------------------------------------------------------------------------- the exact error
 
 def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None, *,
-                     kind: str = "gaussian") -> torch.Tensor:
+                     kind: str = "gaussian", ties: str = "error") -> torch.Tensor:
     r"""Exact population error :math:`\mathcal{E} = \sum_x p(x)\,\mathbf{1}[f_W(x) \neq f^*(x)]`
     for every trial and every ``d`` of a nested grid.
 
@@ -273,6 +294,9 @@ def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None
     kind : {"gaussian", "sphere"}
         How truncated embeddings are brought back to the law at ``d``: Gaussian rescaling (no effect
         on the argmax) or renormalisation to the unit sphere.
+    ties : {"error", "first"}
+        A tie between the true class and another: an error (default), or decided as ``argmax`` does,
+        for the first (smallest) class index among the largest scores (the papers' code).
 
     Returns
     -------
@@ -285,13 +309,12 @@ def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None
     ``kind="gaussian"`` the products are accumulated block by block over the coordinates, so the
     whole grid costs :math:`O(N M D)`. Nothing of size ``d x d`` or ``N x d`` is allocated besides
     the embeddings themselves; use :func:`error_scan` to bound memory over many trials.
-    A tie between the true class and another counts as an error.
     """
-    return population_errors([q], p, labels, E, U, d_grid, kind=kind)[0]
+    return population_errors([q], p, labels, E, U, d_grid, kind=kind, ties=ties)[0]
 
 
 def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None, *,
-                      kind: str = "gaussian") -> list[torch.Tensor]:
+                      kind: str = "gaussian", ties: str = "error") -> list[torch.Tensor]:
     r""":func:`population_error` for several weightings ``qs`` (a list, each of the shapes
     :func:`population_error` accepts) on the same embeddings, sharing the passes over them.
 
@@ -307,6 +330,7 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
     trials, N, D = E.shape
     M = U.shape[1]
     kind = check.choice("kind", kind, KINDS)
+    ties = check.choice("ties", ties, TIES)
     d_grid = _d_grid(d_grid, D)
     G = len(d_grid)
     labels = _labels(labels, N, M, E.device)
@@ -343,16 +367,17 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
         start = d
         if fixed:   # complete for this d: scored with its output Gram matrix
             class_scores = output_grams[:, j, None] @ dot_sums.view(trials, K, M, N)[:, K - len(fixed):]
-            errors[fixed, :, j] = _weighted_misses(class_scores, labels, p).T
+            errors[fixed, :, j] = _weighted_misses(class_scores, labels, p, ties).T
     _finite(dot_sums)
     if per_d:       # their rows carry the output Gram matrix of their d: these are class scores already
         class_scores = dot_sums.view(trials, K, M, N)[:, :G * len(per_d)]
-        errors[per_d] = _weighted_misses(class_scores, labels, p).view(trials, G, len(per_d)).permute(2, 0, 1)
+        errors[per_d] = _weighted_misses(class_scores, labels, p, ties).view(trials, G, len(per_d)).permute(2, 0, 1)
     return list(errors)
 
 
 def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
-               dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28) -> torch.Tensor:
+               dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28,
+               ties: str = "error") -> torch.Tensor:
     r"""The error curve of :func:`population_error` over ``trials`` fresh embedding draws.
 
     Embeddings are drawn at ``max(d_grid)`` by :func:`memory_embeddings` in chunks of trials whose
@@ -362,16 +387,18 @@ def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, ki
     same draws.
     """
     return error_scans([q], p, labels, M, d_grid, seed, trials=trials, kind=kind, dtype=dtype,
-                       device=device, max_bytes=max_bytes)[0]
+                       device=device, max_bytes=max_bytes, ties=ties)[0]
 
 
 def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
-                dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28) -> list[torch.Tensor]:
+                dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28,
+                ties: str = "error") -> list[torch.Tensor]:
     """:func:`error_scan` for a list of weightings on the same draws (one tensor per weighting)."""
     M = check.positive_int("M", M)
     seed = check.seed("seed", seed)
     trials = check.positive_int("trials", trials)
     max_bytes = check.positive_int("max_bytes", max_bytes)
+    ties = check.choice("ties", ties, TIES)
     d_grid = check.int_array("d_grid", d_grid)
     N = _probabilities(p, normalised=False).size
     qs = [np.asarray(q.cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64) for q in qs]
@@ -385,7 +412,8 @@ def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, 
                                  dtype=dtype, device=device)
         chunk_qs = [q[first:first + size] if q.ndim >= 2 and q.shape[0] == trials and trials > 1 else q
                     for q in qs]
-        results.append([err.cpu() for err in population_errors(chunk_qs, p, labels, E, U, d_grid, kind=kind)])
+        results.append([err.cpu() for err in population_errors(chunk_qs, p, labels, E, U, d_grid, kind=kind,
+                                                               ties=ties)])
         del E, U
     return [torch.cat(per_q) for per_q in zip(*results, strict=True)]
 
@@ -471,11 +499,17 @@ def _output_grams(U: torch.Tensor, d_grid: list[int], kind: str) -> torch.Tensor
     return _finite(torch.stack(grams, dim=1))
 
 
-def _weighted_misses(class_scores: torch.Tensor, labels: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+def _weighted_misses(class_scores: torch.Tensor, labels: torch.Tensor, p: torch.Tensor,
+                     ties: str = "error") -> torch.Tensor:
     r""":math:`\sum_r p(r)\,\mathbf{1}[s_{f^*(r)}(r) \le \max_{y \ne f^*(r)} s_y(r)]` for scores of
-    shape ``(..., M, N)``; returns shape ``(...)`` in float64."""
+    shape ``(..., M, N)`` (``ties="error"``); with ``ties="first"`` a rival tied with the true class
+    beats it only from a smaller class index, as ``argmax`` decides. Returns shape ``(...)`` in float64."""
     true_score = class_scores.gather(-2, labels.expand(*class_scores.shape[:-2], 1, -1))
-    missed = (class_scores >= true_score).sum(dim=-2) > 1     # the true class itself and a rival
+    if ties == "error":
+        missed = (class_scores >= true_score).sum(dim=-2) > 1     # the true class itself and a rival
+    else:
+        before = torch.arange(class_scores.shape[-2], device=labels.device)[:, None] < labels   # (M, N)
+        missed = ((class_scores > true_score) | ((class_scores == true_score) & before)).any(dim=-2)
     return missed.to(torch.float64) @ p
 
 

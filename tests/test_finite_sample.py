@@ -42,13 +42,34 @@ def test_nested_prefixes_have_the_law_of_independent_draws():
 def test_count_weights_of_each_scheme():
     counts = np.array([[5, 0, 2, 2, 1, 0]])
     assert np.array_equal(fs.count_weights(counts, "seen"), [[1, 0, 1, 1, 1, 0]])
-    top = fs.count_weights(counts, "top", [12, 24, 36, 120], ratio=12)
+    top = fs.count_weights(counts, "top", [12, 24, 36, 120], ratio=12, count_ties="index")
     assert top.shape == (1, 4, 6)
     assert np.array_equal(top[0], [[1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0],
                                    [1, 0, 1, 1, 0, 0], [1, 0, 1, 1, 1, 0]])
     assert np.allclose(fs.count_weights(counts, "empirical", rho=1.0), counts / 10)
     assert np.allclose(fs.count_weights(counts, "empirical", rho=0.0), fs.count_weights(counts, "seen"))
     assert np.allclose(fs.empirical_power_weights(counts, 0.5), np.sqrt(counts / 10))
+
+
+def test_top_scheme_stores_floor_of_d_over_ratio():
+    """Dimensions that are not multiples of the ratio: P = floor(d / ratio) (ceil would store one more)."""
+    counts = np.arange(40, 0, -1)[None]                           # every token seen, no ties
+    stored = fs.count_weights(counts, "top", [11, 13, 25, 35, 47], ratio=12)[0].sum(-1)
+    np.testing.assert_array_equal(stored, [0, 1, 2, 2, 3])
+    stored = fs.count_weights(counts, "top", [7, 10], ratio=2.5)[0].sum(-1)
+    np.testing.assert_array_equal(stored, [2, 4])
+
+
+def test_random_count_ties_do_not_use_the_frequency_rank():
+    """With a few samples many counts tie at 1; breaking them by token index picks the truly frequent
+    tokens (the index is the Zipf rank) and lowers the error: information the counts do not contain.
+    The seeded random rule is the default and the two differ beyond the noise."""
+    args = dict(N=200, alpha=1.5, d_grid=[120], T_grid=[20], M=5, ratio=12, trials=200, seed=0)
+    fair = fs.joint_error(**args)[:, 0, 0]
+    by_rank = fs.joint_error(**args, count_ties="index")[:, 0, 0]
+    assert np.array_equal(fair, fs.joint_error(**args, count_ties="random")[:, 0, 0])
+    gap = fair - by_rank
+    assert gap.mean() > 4 * gap.std(ddof=1) / np.sqrt(gap.size), (gap.mean(), gap.std())
 
 
 # --------------------------------------------------------------------------- exact identity
@@ -91,7 +112,7 @@ def brute_force_joint_error(N, alpha, d_grid, T_grid, scheme, M, ratio, trials, 
     errors = np.zeros((trials, len(T_grid), len(d_grid)))
     for k, i, (j, d) in itertools.product(range(trials), range(len(T_grid)), enumerate(d_grid)):
         q = memory.seen_weights(counts[k, i]) if scheme == "seen" else \
-            memory.top_seen_weights(counts[k, i], int(d // ratio))
+            memory.top_seen_weights(counts[k, i], int(d // ratio), count_ties="index")
         e, u = E[k, :, :d].numpy(), U[k, :, :d].numpy()
         W = sum(q[x] * np.outer(u[labels[x]], e[x]) for x in range(N))
         s = u @ W @ e.T  # (M, N)
@@ -103,17 +124,24 @@ def brute_force_joint_error(N, alpha, d_grid, T_grid, scheme, M, ratio, trials, 
 
 @pytest.mark.parametrize("scheme", ["seen", "top"])
 def test_joint_error_equals_an_explicit_matrix_loop(scheme):
-    args = dict(N=40, alpha=1.5, d_grid=[6, 12, 30], T_grid=[5, 30, 200])
-    fast = fs.joint_error(**args, scheme=scheme, M=3, ratio=2, trials=3, seed=5, dtype=torch.float64)
+    args = dict(N=40, alpha=1.5, d_grid=[7, 13, 30], T_grid=[5, 30, 200])   # d odd: P = floor(d / 2)
+    fast = fs.joint_error(**args, scheme=scheme, M=3, ratio=2, trials=3, seed=5, dtype=torch.float64,
+                          count_ties="index")
     slow = brute_force_joint_error(**args, scheme=scheme, M=3, ratio=2, trials=3, seed=5)
     assert np.allclose(fast, slow, atol=1e-12)
 
 
 def test_error_grid_does_not_depend_on_the_chunking():
+    """One trial per chunk against all at once: per-trial weights must follow their trials (a stale
+    chunk moves an error by at least min p = p(50), far above the ulps summation order can)."""
     counts = fs.nested_counts(50, 1.0, [20, 200], trials=5, seed=0)
     weights = fs.count_weights(counts, "top", [10, 40], ratio=4)
     args = (weights, zipf.zipf_probs(50, 1.0), zipf.mod_labels(50, 5), 5, [10, 40], 2)
-    assert np.array_equal(fs.error_grid(*args), fs.error_grid(*args, max_bytes=1))
+    whole = fs.error_grid(*args, dtype=torch.float64)
+    np.testing.assert_allclose(fs.error_grid(*args, dtype=torch.float64, max_bytes=1), whole, rtol=0,
+                               atol=50 * np.finfo(np.float64).eps)
+    first_rows = np.stack([fs.error_grid(weights[:1], *args[1:], dtype=torch.float64)[0]] * 5)
+    assert np.abs(first_rows - whole).max() > zipf.zipf_probs(50, 1.0)[-1]
 
 
 def test_thresholding_exponents_on_a_fast_grid():
@@ -134,6 +162,19 @@ def test_best_threshold_grows_with_d():
     best = fs.best_threshold(errors, P_grid)
     assert np.all(np.diff(best) > 0)
     assert np.all((best >= np.array(d_grid) / 32) & (best <= np.array(d_grid)))
+
+
+def test_paper_grids_decide_tied_scores_as_argmax_does():
+    """At d = 10 the paper's rule stores P = int(10/12) = 0 tokens: every score is 0. Ties as errors give
+    1; the paper's argmax predicts class 0 everywhere, right on the mass of the tokens x = 0 mod 5."""
+    p, labels = zipf.zipf_probs(1000, 2.0), zipf.mod_labels(1000, 5)
+    as_errors = fs.joint_error(1000, 2.0, [10, 24], [100], trials=3, seed=0)
+    argmax = fs.joint_error(1000, 2.0, [10, 24], [100], trials=3, seed=0, ties="first")
+    np.testing.assert_allclose(as_errors[:, 0, 0], 1.0)
+    np.testing.assert_allclose(argmax[:, 0, 0], 1 - p[labels == 0].sum())
+    np.testing.assert_allclose(argmax[:, :, 1], as_errors[:, :, 1])          # something stored: no ties
+    rows = fs.joint_experiment(N=1000, d_values=(10,), T_max=100, n_T=1, trials=1)
+    assert rows[0]["error"] == pytest.approx(1 - p[labels == 0].sum())
 
 
 def test_best_threshold_reads_the_argmin_of_the_mean():

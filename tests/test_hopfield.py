@@ -46,6 +46,34 @@ def test_classical_update_is_the_dense_update_with_a_2(mode):
                        hf.dense_update(states, patterns, 2, mode=mode))
 
 
+def test_a_zero_field_keeps_the_unit():
+    """d = 64 (so W = P^T P / 64 is exact) and K = 10 even: d h_i = sum over 10 odd integers can be 0,
+    which the K = 9 of the test above makes impossible. The update keeps s_i there, in both modes."""
+    patterns = hf.random_sign_patterns(10, 64, trials=2, seed=3)
+    weights = hf.hebbian_weights(patterns)
+    states = hf.random_sign_patterns(20, 64, trials=2, seed=4)
+    field = states @ weights
+    assert (field == 0).sum() > 50                                  # the rule is exercised
+    expected = torch.where(field > 0, 1.0, torch.where(field < 0, -1.0, states)).double()
+    assert torch.equal(hf.classical_update(states, weights), expected)
+    assert torch.equal(hf.dense_update(states, patterns, 2), expected)
+    rows = states[0, :3].clone()                                    # asynchronous, brute force
+    for i in range(64):
+        h = rows @ weights[0, :, i]
+        rows[:, i] = torch.where(h > 0, 1.0, torch.where(h < 0, -1.0, rows[:, i]))
+    assert torch.equal(hf.classical_update(states[0, :3], weights[0], mode="asynchronous"), rows)
+    assert torch.equal(hf.classical_update(states, torch.zeros(2, 64, 64, dtype=torch.float64)), states)
+
+
+def test_capacity_crossing_is_interpolated_on_log_log_axes():
+    """A curve that grows like K^2 crosses 0.008 at 20 sqrt(2), between the grid points 20 and 40."""
+    grid, values = np.array([10, 20, 40, 80]), np.array([0.001, 0.004, 0.016, 0.064])
+    assert hf._crossing(grid, values, 0.008, "error") == pytest.approx(20 * math.sqrt(2), rel=1e-12)
+    assert hf._crossing(grid, values, 0.016, "error") == pytest.approx(40, rel=1e-12)
+    capacity = hf.dense_capacity([64], 2, error=0.01, trials=3, probes=16, seed=0)
+    assert not np.isin(capacity, np.arange(1, 1000)).any()          # measured between grid points
+
+
 @pytest.mark.parametrize("a", [2, 3, 4])
 def test_dense_update_picks_the_lower_energy_sign_brute_force(a):
     patterns = hf.random_sign_patterns(3, 7, seed=a)[0]

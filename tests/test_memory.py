@@ -153,12 +153,94 @@ def test_weighting_schemes():
     np.testing.assert_array_equal(memory.threshold_weights(5, 2), [1, 1, 0, 0, 0])
     assert memory.threshold_weights(5, [0, 3]).sum(1).tolist() == [0, 3]
     counts = np.array([[0, 3, 3, 1, 5], [2, 0, 0, 0, 0]])
-    np.testing.assert_array_equal(memory.top_seen_weights(counts, 2), [[0, 1, 0, 0, 1], [1, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(memory.top_seen_weights(counts, 2, count_ties="index"),
+                                  [[0, 1, 0, 0, 1], [1, 0, 0, 0, 0]])
     assert memory.top_seen_weights(counts, [1, 2, 9]).shape == (2, 3, 5)
     np.testing.assert_array_equal(memory.seen_weights(counts[1]), [1, 0, 0, 0, 0])
     p = zipf.zipf_probs(5, 1.0)
     np.testing.assert_allclose(memory.power_weights(p, 2.0), p**2)
     assert memory.scheme_weights("threshold", p, [8, 16, 40]).shape == (1, 3, 5)
+
+
+def test_threshold_scheme_rounds_d_over_8_down():
+    """P = floor(d/8) on dimensions that are not multiples of 8 (ceil or round would store more)."""
+    p = zipf.zipf_probs(40, 2.0)
+    d_grid = [7, 9, 15, 17, 23, 31]
+    stored = memory.scheme_weights("threshold", p, d_grid)[0].sum(-1)
+    np.testing.assert_array_equal(stored, [0, 1, 1, 2, 2, 3])
+    stored = memory.scheme_weights("threshold", p, [10, 29], fraction=1 / 3)[0].sum(-1)
+    np.testing.assert_array_equal(stored, [3, 9])
+
+
+def test_top_seen_weights_keeps_a_top_set_whatever_the_tie_rule():
+    counts = np.random.default_rng(0).integers(0, 4, size=(50, 12))       # many ties, some unseen
+    for rule in memory.COUNT_TIES:
+        kept = memory.top_seen_weights(counts, [0, 3, 6, 12], count_ties=rule, seed=1).astype(bool)
+        assert np.array_equal(kept.sum(-1), np.minimum([0, 3, 6, 12], (counts > 0).sum(-1, keepdims=True)))
+        assert np.all(kept[:, 1:] >= kept[:, :-1])                       # nested in P
+        for row, keep in zip(counts, kept[:, 2], strict=True):           # every kept count >= every dropped seen one
+            dropped = row[~keep & (row > 0)]
+            assert dropped.size == 0 or row[keep].min() >= dropped.max()
+
+
+def test_random_count_ties_are_seeded_and_ignore_the_token_index():
+    """Equal counts carry no information on which token is more frequent: with the default rule each
+    tied token is kept equally often (binomial), never preferentially the smaller index."""
+    counts = np.ones((4000, 10), dtype=np.int64)
+    kept = memory.top_seen_weights(counts, 3, seed=0)
+    assert np.array_equal(kept, memory.top_seen_weights(counts, 3, seed=0))
+    assert not np.array_equal(kept, memory.top_seen_weights(counts, 3, seed=1))
+    rate, se = kept.mean(0), np.sqrt(0.3 * 0.7 / 4000)
+    assert np.all(np.abs(rate - 0.3) < 5 * se), rate
+    by_index = memory.top_seen_weights(counts, 3, count_ties="index")
+    assert np.array_equal(by_index.sum(0), [4000, 4000, 4000] + [0] * 7)
+
+
+def test_recall_is_the_argmax_of_the_scores_and_its_error_is_the_first_class_rule(setup):
+    p, labels, E, U = setup
+    for q in (memory.power_weights(p, 1.0), np.zeros(N), memory.threshold_weights(N, 3)):
+        predicted = memory.recall(q, labels, E, U)
+        s = memory.scores(q, labels, E, U)
+        assert torch.equal(s.gather(1, predicted[:, None])[:, 0], s.amax(1))
+        first_max = (s == s.amax(1, keepdim=True)).to(torch.int8).argmax(1)   # the first maximal class
+        assert torch.equal(predicted, first_max)
+        from_recall = (predicted.numpy() != labels) @ p
+        np.testing.assert_allclose(memory.population_error(q, p, labels, E, U, ties="first")[:, 0].numpy(),
+                                   from_recall, atol=1e-12)
+    at_large_d = memory.recall(memory.uniform_weights(N), labels, *memory.memory_embeddings(
+        N, M, 4000, seed=0, dtype=torch.float64))
+    assert (at_large_d.numpy() == labels).mean() > 0.95                        # argmin would be 0 % right
+
+
+def test_score_ties_as_errors_or_as_argmax_decides():
+    """Nothing stored: every score is 0. Ties as errors: error 1; the papers' argmax: class 0 is
+    predicted everywhere, so the error is the mass of the tokens of the other classes."""
+    p, labels = zipf.zipf_probs(N, ALPHA), zipf.mod_labels(N, M)
+    E, U = memory.memory_embeddings(N, M, 16, seed=0, trials=2, dtype=torch.float64)
+    torch.testing.assert_close(memory.population_error(np.zeros(N), p, labels, E, U),
+                               torch.full((2, 1), p.sum(), dtype=torch.float64))
+    first = memory.population_error(np.zeros(N), p, labels, E, U, [4, 16], ties="first")
+    torch.testing.assert_close(first, torch.full((2, 2), 1 - p[labels == 0].sum(), dtype=torch.float64))
+    scan = memory.error_scan(np.zeros(N), p, labels, M, [4, 16], seed=0, trials=2, ties="first")
+    torch.testing.assert_close(scan, first.float().double(), atol=1e-6, rtol=0)
+    # a tie between the true class and a larger class index is right under argmax, wrong as an error
+    q = memory.power_weights(p, 1.0)
+    assert torch.allclose(memory.population_error(q, p, labels, E, U, ties="first"),
+                          memory.population_error(q, p, labels, E, U))    # random scores: no ties
+
+
+def test_error_scan_uses_each_chunk_s_own_per_trial_weights():
+    """Per-trial weights (trials, N) must follow their trials into every chunk: one trial per chunk
+    against all trials at once (a stale chunk, e.g. always the first rows, changes the errors)."""
+    p, labels = zipf.zipf_probs(N, ALPHA), zipf.mod_labels(N, M)
+    q = np.random.default_rng(3).random((5, N)) ** 6                      # very different per trial
+    d_grid = [4, 9, 20]
+    chunked = memory.error_scan(q, p, labels, M, d_grid, seed=5, trials=5, max_bytes=1, dtype=torch.float64)
+    E, U = memory.memory_embeddings(N, M, 20, seed=5, trials=5, dtype=torch.float64)
+    assert_same_errors(chunked, memory.population_error(q, p, labels, E, U, d_grid))
+    stale = torch.cat([memory.population_error(q[:1], p, labels, E[t:t + 1], U[t:t + 1], d_grid)
+                       for t in range(5)])
+    assert (stale - chunked).abs().max() > 10 * N * torch.finfo(torch.float64).eps   # the test can tell
 
 
 @pytest.mark.parametrize("call, message", [

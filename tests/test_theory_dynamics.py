@@ -58,6 +58,22 @@ def test_symmetric_form_is_exact_for_orthogonal_embeddings():
     assert np.abs(paper - predicted).max() > 0.1  # the paper's map ignores the wrong classes' descent
 
 
+def test_stored_weights_divide_out_the_embedding_norms():
+    """W = sum_x q(x) u_f*(x) e_x^T with orthogonal embeddings of unequal norms: the coefficient of each
+    outer product is recovered only after dividing the score by |u|^2 |e|^2."""
+    N, M, d = 6, 3, 8
+    labels = np.arange(N) % M
+    q = torch.tensor([[0.5, 2.0, 1.0, 3.0, 0.25, 4.0]], dtype=torch.float64)
+    basis = torch.eye(d, dtype=torch.float64)
+    E = (basis[:N] * torch.linspace(0.5, 2.0, N, dtype=torch.float64)[:, None])[None]
+    U = (basis[:M] * torch.tensor([[0.3], [1.5], [2.5]], dtype=torch.float64))[None]
+    W = sum(q[0, x] * torch.outer(U[0, labels[x]], E[0, x]) for x in range(N))[None]
+    scores = U @ W @ E.transpose(1, 2)                                  # (1, M, N)
+    trained = training.Trained(steps=np.zeros(1), errors=np.zeros((1, 1)), losses=np.zeros((1, 1)),
+                               scores=scores, W=W, E=E, U=U, method="dense")
+    np.testing.assert_allclose(trained.stored_weights(labels).numpy(), q.numpy(), rtol=1e-12)
+
+
 def test_schedule_per_step_learning_rates():
     counts = np.ones((3, 2))
     constant = dynamics.minibatch_q(counts, 1.0, 5, 1)

@@ -56,7 +56,7 @@ def brute_force_lost_mass(N, alpha, d, T, ratio):
 
 
 def test_threshold_lost_mass_is_the_tail_plus_the_unseen_head():
-    d, T = [10, 120, 1200, 24000], [0, 10, 100]
+    d, T = [10, 125, 1199, 24000], [0, 10, 100]  # not multiples of 12: P = floor(d / 12)
     lost = th.threshold_lost_mass(1000, 2.0, d, T, ratio=12)
     assert lost.shape == (3, 4)
     expected = [[brute_force_lost_mass(1000, 2.0, dd, t, 12) for dd in d] for t in T]
