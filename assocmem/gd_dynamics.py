@@ -1,0 +1,667 @@
+r"""Full-batch gradient descent on small associative memories: sharpness, regimes, landscapes,
+stability and schedules (chapter 4, after [CSB24]).
+
+The memory scores class ``y`` for token ``x`` by :math:`s_{yx} = u_y^\top W e_x` and the population
+loss is
+
+.. math:: L(W) = -\sum_x p(x) \log \operatorname{softmax}_y(s_{\cdot x})_{f_*(x)} ,
+
+convex in ``W`` (a log-sum-exp of linear maps), so its Hessian is positive semi-definite:
+
+.. math:: \nabla^2 L = \sum_x p(x)\, (e_x e_x^\top) \otimes U^\top(\operatorname{diag}\sigma_x
+          - \sigma_x \sigma_x^\top) U .
+
+Gradient descent with step :math:`\eta` on a quadratic is stable iff its top eigenvalue (the
+*sharpness*) is below :math:`2/\eta`. With ``M = 2`` classes the loss depends on ``W`` only through the
+*classifier* :math:`c = W^\top (u_1 - u_2) \in \mathbb R^d`, since :math:`s_{1x} - s_{2x} = c^\top e_x`:
+full-batch descent from ``W = 0`` moves in the plane :math:`\{(u_1 - u_2) c^\top\}`, which in
+``d = 2`` is drawn exactly (:func:`classifier_plane_losses`). Every association is stored with a
+positive margin at once iff the tokens are *linearly separable* (:func:`separable`); then the loss
+tends to 0 along a ray and the sharpness with it. Otherwise (the memory *overflows*) the loss has a
+minimiser :math:`W_*` at finite distance (:func:`loss_minimum`) whose sharpness :math:`\lambda_*` is
+positive, and descent with :math:`\eta \lambda_* > 2` cannot settle there. :func:`load_scan` measures
+this against the load ``N / d``; for ``M = 2`` and sphere embeddings the probability of separability
+is Cover's count, :func:`cover_separable_probability`.
+
+The runs themselves go through :func:`assocmem.training.train` (full-batch mode); this module adds
+what is measured on them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from . import _validate as check
+from . import memory, training, zipf
+from .theory import dynamics
+
+__all__ = ["population_loss", "top_hessian_eigenvalue", "sharpness", "sphere_memory", "Trajectory",
+           "gd_trajectory", "separable", "cover_separable_probability", "loss_minimum", "late_oscillation",
+           "load_scan", "classifier_coordinates", "classifier_plane_losses", "token_margins",
+           "one_step_boundary", "two_token_phase", "segmented_sgd"]
+
+_SHARPNESS_CHUNK_FLOATS = 2 ** 22  # entries of the Krylov basis of one chunk of runs (32 MiB in float64)
+
+
+def population_loss(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels, probs) -> torch.Tensor:
+    r"""Population cross-entropy :math:`L(W) = -\sum_x p(x) \log \operatorname{softmax}(U W e_x)_{f_*(x)}`
+    of each run, differentiable (``torch.func`` transforms apply).
+
+    Parameters
+    ----------
+    W : torch.Tensor, shape ``(R, d, d)``
+        One memory per run.
+    E, U : torch.Tensor, shapes ``(R, N, d)`` and ``(R, M, d)``
+        Input and output embeddings of each run.
+    labels : array_like of int, shape ``(N,)``
+        Classes :math:`f_*(x)` in ``0..M-1``.
+    probs : array_like, shape ``(N,)``
+        :math:`p(x)`.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(R,)``
+    """
+    labels = torch.as_tensor(np.asarray(labels), device=E.device)
+    probs = torch.as_tensor(np.asarray(probs), dtype=E.dtype, device=E.device)
+    logp = torch.log_softmax(U @ W @ E.transpose(1, 2), dim=1)  # (R, M, N)
+    right = logp.gather(1, labels.expand(logp.shape[0], -1)[:, None, :])[:, 0]
+    return -(right @ probs)
+
+
+def top_hessian_eigenvalue(fn, params: torch.Tensor, *, iters: int = 40, seed: int = 0) -> torch.Tensor:
+    r"""Largest Hessian eigenvalue of ``fn`` at ``params`` for each run, by Lanczos on Hessian-vector
+    products (``torch.func.jvp`` of ``torch.func.grad``).
+
+    ``fn`` maps ``params`` of shape ``(R, ...)`` to ``(R,)`` values, run ``r`` depending only on
+    ``params[r]`` (so the Hessian of the sum is block-diagonal and one product serves every run).
+    Lanczos with full reorthogonalisation builds ``k = min(iters, n)`` Krylov vectors per run (``n``
+    parameters), stopping early once every run's Krylov space is invariant (after at most rank + 1
+    products); the largest Ritz value is returned. With ``k = n``, or after such a stop, it is the exact
+    top eigenvalue of a positive semi-definite Hessian such as that of :func:`population_loss` (a run
+    that stops before the others contributes zero Ritz values); for ``k < n`` it is a lower bound that
+    converges quickly when the top eigenvalue is separated.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(params) -> (R,)`` tensor, differentiable twice.
+    params : torch.Tensor, shape ``(R, ...)``
+        Point at which the Hessian is taken (floating dtype; float64 recommended).
+    iters : int
+        Maximum Krylov dimension ``k``.
+    seed : int
+        Seed of the random starting vectors.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(R,)``
+    """
+    iters = check.positive_int("iters", iters)
+    seed = check.seed("seed", seed)
+    if not isinstance(params, torch.Tensor) or not params.is_floating_point() or params.ndim < 2:
+        raise TypeError("params must be a floating torch tensor of shape (R, ...)")
+    R = params.shape[0]
+    n = params[0].numel()
+    k = min(iters, n)
+    grad = torch.func.grad(lambda p: fn(p).sum())
+    point = params.detach()
+
+    def hvp(v: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(grad, (point,), (v.reshape(params.shape),))[1].reshape(R, n)
+
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(R, n, generator=gen, dtype=params.dtype).to(params.device)
+    q = q / q.norm(dim=1, keepdim=True)
+    basis = torch.zeros(R, k, n, dtype=params.dtype, device=params.device)
+    alpha = torch.zeros(R, k, dtype=params.dtype, device=params.device)
+    beta = torch.zeros(R, k, dtype=params.dtype, device=params.device)
+    size = torch.zeros(R, dtype=params.dtype, device=params.device)  # running bound on |H| for breakdown
+    for j in range(k):
+        basis[:, j] = q
+        w = hvp(q)
+        size = torch.maximum(size, w.norm(dim=1))
+        alpha[:, j] = (w * q).sum(1)
+        for _ in range(2):  # full reorthogonalisation, twice for stability
+            w = w - torch.einsum("rk,rkn->rn", torch.einsum("rkn,rn->rk", basis[:, :j + 1], w), basis[:, :j + 1])
+        norm = w.norm(dim=1)
+        alive = norm > 1e-10 * size
+        if not alive.any():  # every run's Krylov space is invariant: its Ritz values are exact
+            k = j + 1
+            break
+        if j + 1 < k:
+            beta[:, j] = torch.where(alive, norm, torch.zeros_like(norm))
+            q = torch.where(alive[:, None], w / norm.clamp_min(torch.finfo(params.dtype).tiny)[:, None],
+                            torch.zeros_like(w))
+    alpha, off = alpha[:, :k], beta[:, : k - 1]
+    T = torch.diag_embed(alpha) + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+    return torch.linalg.eigvalsh(T)[:, -1]
+
+
+def sharpness(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels, probs, *, iters: int = 40,
+              seed: int = 0) -> torch.Tensor:
+    r"""Sharpness :math:`\lambda_{\max}(\nabla^2_W L)` of :func:`population_loss` at each run's ``W``.
+
+    Parameters
+    ----------
+    W : torch.Tensor, shape ``(R, d, d)``
+    E, U : torch.Tensor, shapes ``(R, N, d)``, ``(R, M, d)``
+    labels, probs : array_like, shape ``(N,)``
+        As in :func:`population_loss`.
+    iters : int
+        Krylov dimension of :func:`top_hessian_eigenvalue` (exact when ``>= d * d``).
+    seed : int
+        Seed of the starting vectors.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(R,)``, computed in chunks of runs whose Krylov bases stay under
+    ``_SHARPNESS_CHUNK_FLOATS`` entries.
+    """
+    chunk = max(1, _SHARPNESS_CHUNK_FLOATS // (min(iters, W[0].numel()) * W[0].numel()))
+    return torch.cat([top_hessian_eigenvalue(lambda V, i=i: population_loss(V, E[i:i + chunk], U[i:i + chunk],
+                                                                            labels, probs),
+                                             W[i:i + chunk], iters=iters, seed=seed)
+                      for i in range(0, W.shape[0], chunk)])
+
+
+def sphere_memory(N: int, M: int, d: int, seed: int, *, trials: int = 1, dtype=torch.float64):
+    r"""Input and output embeddings uniform on the unit sphere of :math:`\mathbb R^d` (the unit circle
+    for ``d = 2``), drawn by :func:`assocmem.memory.embeddings` (streams 0 and 1).
+
+    Parameters
+    ----------
+    N, M : int
+        Numbers of input tokens and of classes.
+    d : int
+        Dimension.
+    seed : int
+        Seed; trial ``t`` is drawn from ``(seed, stream, t)``.
+    trials : int
+        Independent draws (the runs axis).
+    dtype : torch.dtype
+        Floating dtype of the result.
+
+    Returns
+    -------
+    E, U : torch.Tensor, shapes ``(trials, N, d)`` and ``(trials, M, d)``, contiguous.
+    """
+    E = memory.embeddings(N, d, seed, trials=trials, stream=0, kind="sphere", dtype=dtype)
+    U = memory.embeddings(M, d, seed, trials=trials, stream=1, kind="sphere", dtype=dtype)
+    return E.contiguous(), U.contiguous()
+
+
+@dataclass
+class Trajectory:
+    r"""Full-batch gradient descent of ``R`` runs (:func:`gd_trajectory`).
+
+    Attributes
+    ----------
+    losses, errors : numpy.ndarray, shape ``(R, steps + 1)``
+        Population loss and error (ties count as errors) at every step ``0..steps``.
+    sharpness_steps : numpy.ndarray, shape ``(S,)``
+        Steps at which the sharpness was measured (the last ``S`` steps).
+    sharpness : numpy.ndarray, shape ``(R, S)``
+        :func:`sharpness` at those steps.
+    W : torch.Tensor, shape ``(R, d, d)``
+        Final memories.
+    history : torch.Tensor, shape ``(R, S, d, d)``
+        The memories at ``sharpness_steps``.
+    """
+
+    losses: np.ndarray
+    errors: np.ndarray
+    sharpness_steps: np.ndarray
+    sharpness: np.ndarray
+    W: torch.Tensor
+    history: torch.Tensor
+
+
+def gd_trajectory(E: torch.Tensor, U: torch.Tensor, labels, probs, lr, steps: int, *, window: int | None = None,
+                  every: int = 1, W0: torch.Tensor | None = None, iters: int = 40) -> Trajectory:
+    r"""Full-batch gradient descent :math:`W_{t+1} = W_t - \eta \nabla L(W_t)` from ``W0`` (zero by
+    default) with :func:`assocmem.training.train`, loss and error at every step, and the sharpness
+    every ``every`` steps over the last ``window`` steps (from step ``steps - window`` on).
+
+    Parameters
+    ----------
+    E, U : torch.Tensor, shapes ``(R, N, d)``, ``(R, M, d)``
+        Embeddings of each run.
+    labels, probs : array_like, shape ``(N,)``
+        Classes and probabilities.
+    lr : float or array_like of shape ``(R,)``
+        Step size :math:`\eta` of each run.
+    steps : int
+        Number of steps.
+    window : int, optional
+        Number of final steps whose sharpness is measured (default: all of them).
+    every : int
+        Measure the sharpness at every ``every``-th of those steps (``window`` must be a multiple).
+    W0 : torch.Tensor, shape ``(R, d, d)``, optional
+        Initial memories.
+    iters : int
+        Krylov dimension of the sharpness (:func:`sharpness`).
+
+    Returns
+    -------
+    Trajectory
+    """
+    steps = check.positive_int("steps", steps)
+    window = steps if window is None else check.positive_int("window", window)
+    if window > steps:
+        raise ValueError(f"window must be at most steps={steps}, got {window}")
+    every = check.positive_int("every", every)
+    if window % every:
+        raise ValueError(f"window={window} must be a multiple of every={every}")
+    kwargs = dict(lr=lr, eval_every=1)
+    losses, errors = [], []
+    if steps > window:
+        head = training.train(E, U, labels, probs, steps=steps - window, W0=W0, **kwargs)
+        losses.append(head.losses[:, :-1])
+        errors.append(head.errors[:, :-1])
+        W0 = head.W
+    tail = training.train(E, U, labels, probs, steps=window, W0=W0, keep_history=True, **kwargs)
+    losses.append(tail.losses)
+    errors.append(tail.errors)
+    history = tail.history[:, ::every]  # (R, window / every + 1, d, d)
+    R, S = history.shape[:2]
+    flat = lambda t: t[:, None].expand(R, S, *t.shape[1:]).reshape(R * S, *t.shape[1:])  # noqa: E731
+    sharp = sharpness(history.reshape(R * S, *history.shape[2:]), flat(E), flat(U), labels, probs, iters=iters)
+    return Trajectory(losses=np.concatenate(losses, 1), errors=np.concatenate(errors, 1),
+                      sharpness_steps=np.arange(steps - window, steps + 1, every),
+                      sharpness=sharp.reshape(R, S).cpu().numpy(), W=tail.W, history=history)
+
+
+def separable(E: torch.Tensor, U: torch.Tensor, labels) -> np.ndarray:
+    r"""Whether some ``W`` stores every association with a positive margin, for each run:
+    the linear program :math:`\exists W:\ (u_{f_*(x)} - u_y)^\top W e_x \ge 1` for all ``x`` and
+    :math:`y \neq f_*(x)` (feasible iff the strict inequalities are; solved by ``scipy``'s HiGHS).
+
+    Parameters
+    ----------
+    E, U : torch.Tensor, shapes ``(R, N, d)``, ``(R, M, d)``
+    labels : array_like of int, shape ``(N,)``
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape ``(R,)``
+    """
+    labels = np.asarray(labels)
+    E64, U64 = E.detach().cpu().double().numpy(), U.detach().cpu().double().numpy()
+    M = U64.shape[1]
+    rows = [(x, y) for x in range(E64.shape[1]) for y in range(M) if y != labels[x]]
+    out = np.zeros(E64.shape[0], dtype=bool)
+    for r in range(E64.shape[0]):
+        A = np.stack([-np.outer(U64[r, labels[x]] - U64[r, y], E64[r, x]).ravel() for x, y in rows])
+        res = scipy.optimize.linprog(np.zeros(A.shape[1]), A_ub=A, b_ub=-np.ones(len(rows)),
+                                     bounds=(None, None), method="highs")
+        if res.status not in (0, 2):
+            raise RuntimeError(f"the separability LP of run {r} ended with status {res.status}: {res.message}")
+        out[r] = res.status == 0
+    return out
+
+
+def cover_separable_probability(N: int, d: int) -> float:
+    r"""Cover's probability that ``N`` points in general position in :math:`\mathbb R^d`, labelled by
+    independent fair signs, are separable by a hyperplane through the origin:
+
+    .. math:: P(N, d) = 2^{1-N} \sum_{k=0}^{d-1} \binom{N-1}{k},
+
+    equal to 1/2 at ``N = 2d``. For ``M = 2`` and embeddings with a sign-symmetric law (the sphere),
+    labels ``x mod 2`` are as good as random signs, so this is the probability that :func:`separable`
+    holds.
+
+    Parameters
+    ----------
+    N : int
+        Number of points.
+    d : int
+        Dimension.
+    """
+    N, d = check.positive_int("N", N), check.positive_int("d", d)
+    return math.fsum(math.comb(N - 1, k) for k in range(min(d, N))) / 2 ** (N - 1)
+
+
+def loss_minimum(E: torch.Tensor, U: torch.Tensor, labels, probs, *, W0: torch.Tensor | None = None,
+                 max_iter: int = 2000, gtol: float = 1e-10):
+    r"""A minimiser :math:`W_*` of :func:`population_loss` for each run, by L-BFGS with a strong-Wolfe
+    line search on the sum of the runs' losses (independent runs: the minimisers are those of each).
+
+    A minimiser exists only where the tokens are not :func:`separable`; elsewhere the loss decreases
+    to 0 along a ray and the result is just the last iterate.
+
+    Parameters
+    ----------
+    E, U : torch.Tensor, shapes ``(R, N, d)``, ``(R, M, d)``
+    labels, probs : array_like, shape ``(N,)``
+    W0 : torch.Tensor, shape ``(R, d, d)``, optional
+        Starting point (zero by default).
+    max_iter : int
+        Maximum L-BFGS iterations.
+    gtol : float
+        Stop when the largest gradient entry is below ``gtol``.
+
+    Returns
+    -------
+    W : torch.Tensor, shape ``(R, d, d)``
+    grad_norm : numpy.ndarray, shape ``(R,)``
+        Frobenius norm of each run's gradient at ``W`` (how well it is a minimum).
+    """
+    max_iter = check.positive_int("max_iter", max_iter)
+    gtol = check.real("gtol", gtol, low=0.0, low_open=True)
+    R, _, d = E.shape
+    W = (torch.zeros(R, d, d, dtype=E.dtype, device=E.device) if W0 is None else W0.detach().clone())
+    W.requires_grad_(True)
+    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=max_iter, tolerance_grad=gtol, tolerance_change=0.0,
+                            history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = population_loss(W, E, U, labels, probs).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    W = W.detach()
+    grad = torch.func.grad(lambda V: population_loss(V, E, U, labels, probs).sum())(W)
+    return W, grad.flatten(1).norm(dim=1).cpu().numpy()
+
+
+def late_oscillation(losses, window: int) -> dict:
+    r"""How much a loss curve still rises over its last ``window`` steps.
+
+    With :math:`L_t` the losses of the last ``window + 1`` steps and :math:`\bar L` their mean:
+    ``rise_fraction`` is the fraction of the ``window`` steps with :math:`L_{t+1} > L_t` (by more than
+    :math:`10^{-12} L_t`, so that the rounding of a converged loss is not a rise), and
+    ``amplitude`` is :math:`\frac{1}{\text{window}}\sum_t (L_{t+1} - L_t)_+ / \bar L`, the mean upward
+    jump per step relative to the loss (0 for a monotone descent; about :math:`a / (2\bar L)` for a
+    period-two oscillation of peak-to-peak amplitude ``a``).
+
+    Parameters
+    ----------
+    losses : array_like, shape ``(..., steps + 1)``
+        Loss curves.
+    window : int
+        Number of final steps examined.
+
+    Returns
+    -------
+    dict of numpy.ndarray, shape ``(...)``: ``rise_fraction``, ``amplitude``.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    window = check.positive_int("window", window)
+    if losses.shape[-1] < window + 1:
+        raise ValueError(f"losses must hold at least window + 1 = {window + 1} steps, got {losses.shape[-1]}")
+    tail = losses[..., -(window + 1):]
+    jumps = np.diff(tail, axis=-1)
+    rises = jumps > 1e-12 * np.abs(tail[..., :-1])  # rounding of a converged loss is no rise
+    return {"rise_fraction": rises.mean(-1), "amplitude": np.where(rises, jumps, 0.0).mean(-1) / tail.mean(-1)}
+
+
+def load_scan(*, N: int = 30, M: int = 2, alpha: float = 1.0, ds=(2, 3, 5, 8, 10, 15, 20, 30),
+              lrs=(1.0, 10.0, 100.0), trials: int = 20, steps: int = 1000, window: int = 200,
+              every: int = 10, seed: int = 0, iters: int = 40) -> list[dict]:
+    r"""Is the edge of stability related to memory overflow? Full-batch descent on ``N`` Zipf(``alpha``)
+    tokens with labels ``x mod M`` and unit-sphere embeddings, for every ``d``, step size and trial.
+
+    For each run: whether the tokens are :func:`separable` (the memory does not overflow); the
+    sharpness over the last ``window`` steps (mean and max) and its ratio to :math:`2/\eta`; the
+    :func:`late_oscillation` of the loss; and the sharpness :math:`\lambda_*` at the minimiser
+    (:func:`loss_minimum`, non-separable runs; 0 for separable ones, where the infimum is at infinity
+    and the sharpness tends to 0). The prediction from the stability of the minimum is that a run keeps
+    oscillating iff it is not separable and :math:`\eta \lambda_* > 2`.
+
+    Parameters
+    ----------
+    N, M : int
+        Tokens and classes.
+    alpha : float
+        Zipf exponent of :math:`p`.
+    ds : sequence of int
+        Dimensions (the load is ``N / d``).
+    lrs : sequence of float
+        Step sizes :math:`\eta`.
+    trials : int
+        Embedding draws per ``d`` (trial ``t`` of :func:`sphere_memory` with ``seed``).
+    steps : int
+        Gradient steps.
+    window : int
+        Final steps over which sharpness and oscillation are measured.
+    every : int
+        The sharpness is measured every ``every`` steps of the window.
+    seed : int
+        Seed of the embeddings.
+    iters : int
+        Krylov dimension of the sharpness.
+
+    Returns
+    -------
+    list of dict
+        One row per ``(d, lr, trial)``: ``d``, ``load``, ``lr``, ``trial``, ``separable``,
+        ``final_loss``, ``sharpness_mean``, ``sharpness_max``, ``edge_ratio`` (``lr * sharpness_mean / 2``),
+        ``rise_fraction``, ``amplitude``, ``min_sharpness``, ``predicted_oscillation``.
+    """
+    ds = check.int_array("ds", ds)
+    lrs = [check.real("lrs", g, low=0.0, low_open=True) for g in lrs]
+    trials = check.positive_int("trials", trials)
+    probs, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
+    rows = []
+    for d in ds.tolist():
+        E, U = sphere_memory(N, M, d, seed, trials=trials)
+        sep = separable(E, U, labels)
+        lam_star = np.zeros(trials)
+        if (~sep).any():
+            idx = torch.as_tensor(np.flatnonzero(~sep))
+            W_star, _ = loss_minimum(E[idx], U[idx], labels, probs)
+            lam_star[~sep] = sharpness(W_star, E[idx], U[idx], labels, probs, iters=iters).cpu().numpy()
+        R = len(lrs) * trials
+        pick = torch.arange(trials).repeat(len(lrs))
+        lr_runs = np.repeat(lrs, trials)
+        traj = gd_trajectory(E[pick], U[pick], labels, probs, lr_runs, steps, window=window, every=every,
+                             iters=iters)
+        osc = late_oscillation(traj.losses, window)
+        for r in range(R):
+            t = int(pick[r])
+            s_mean = float(traj.sharpness[r].mean())
+            rows.append({"d": d, "load": N / d, "lr": float(lr_runs[r]), "trial": t, "separable": bool(sep[t]),
+                         "final_loss": float(traj.losses[r, -1]), "sharpness_mean": s_mean,
+                         "sharpness_max": float(traj.sharpness[r].max()), "edge_ratio": lr_runs[r] * s_mean / 2,
+                         "rise_fraction": float(osc["rise_fraction"][r]), "amplitude": float(osc["amplitude"][r]),
+                         "min_sharpness": float(lam_star[t]),
+                         "predicted_oscillation": bool(not sep[t] and lr_runs[r] * lam_star[t] > 2)})
+    return rows
+
+
+def classifier_coordinates(W: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    r"""The classifier :math:`c = W^\top (u_1 - u_2)` of two-class memories: ``W`` ``(..., d, d)``,
+    ``U`` ``(M = 2, d)`` of one run; returns ``(..., d)``. The scores differ by :math:`c^\top e_x`."""
+    if U.ndim != 2 or U.shape[0] != 2:
+        raise ValueError(f"U must be the (2, d) output embeddings of one two-class run, got {tuple(U.shape)}")
+    return W.transpose(-1, -2) @ (U[0] - U[1])
+
+
+def classifier_plane_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, b) -> np.ndarray:
+    r"""Population loss of a two-class memory in ``d = 2`` over a grid of classifiers
+    :math:`c = (a, b)`, with :math:`W(c) = \delta c^\top / \|\delta\|^2`, :math:`\delta = u_1 - u_2`
+    (so that :func:`classifier_coordinates` of :math:`W(c)` is ``c``). Every memory reached by
+    full-batch descent from 0 is some :math:`W(c)` plus a direction the loss ignores, so this plane is
+    the whole landscape. Shape ``(len(b), len(a))``, for ``contour(a, b, ...)``.
+
+    Parameters
+    ----------
+    E, U : torch.Tensor, shapes ``(N, 2)`` and ``(2, 2)``
+        Embeddings of one run.
+    labels, probs : array_like, shape ``(N,)``
+    a, b : array_like
+        Grid of the two coordinates of ``c``.
+    """
+    if E.ndim != 2 or E.shape[1] != 2:
+        raise ValueError(f"E must be the (N, 2) embeddings of one run in d = 2, got {tuple(E.shape)}")
+    classifier_coordinates(torch.zeros(2, 2, dtype=E.dtype), U)  # validates U
+    delta = U[0] - U[1]
+    B, A = torch.meshgrid(torch.as_tensor(np.asarray(b, dtype=np.float64)),
+                          torch.as_tensor(np.asarray(a, dtype=np.float64)), indexing="ij")
+    c = torch.stack([A.reshape(-1), B.reshape(-1)], 1).to(E.dtype)
+    W = delta[None, :, None] * c[:, None, :] / (delta @ delta)
+    G = W.shape[0]
+    loss = population_loss(W, E.expand(G, -1, -1), U.expand(G, -1, -1), labels, probs)
+    return loss.reshape(A.shape).cpu().numpy()
+
+
+def token_margins(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels) -> torch.Tensor:
+    r"""Margin of every association, :math:`m_x = s_{f_*(x)x} - \max_{y \neq f_*(x)} s_{yx}` (stored
+    iff positive), for memories ``W`` ``(..., d, d)`` of one run (``E`` ``(N, d)``, ``U`` ``(M, d)``);
+    shape ``(..., N)``."""
+    labels = torch.as_tensor(np.asarray(labels), device=E.device)
+    scores = U @ W @ E.T  # (..., M, N)
+    right = scores.gather(-2, labels.expand(*scores.shape[:-2], 1, -1))[..., 0, :]
+    mask = torch.nn.functional.one_hot(labels, U.shape[0]).T.bool()
+    return right - scores.masked_fill(mask, -math.inf).amax(-2)
+
+
+def one_step_boundary(p1) -> np.ndarray:
+    r"""In the two-token problem (:func:`assocmem.training.two_token_setup`) the first step from
+    ``W = 0`` gives the classifier :math:`c_1 = \eta(p_1 e_1 - p_2 e_2)`, so the rare token is right
+    after one step, for every :math:`\eta`, iff :math:`\cos(e_1, e_2) < p_2 / p_1 = (1 - p_1)/p_1`.
+    Returns that cosine for each ``p1`` (in ``(0, 1)``)."""
+    p1 = np.asarray(p1, dtype=np.float64)
+    if p1.size == 0 or np.any((p1 <= 0) | (p1 >= 1)):
+        raise ValueError("p1 must lie in (0, 1)")
+    return (1 - p1) / p1
+
+
+def two_token_phase(p1s, cosines, lrs, *, steps: int = 35, flow_step: float = 0.05) -> dict:
+    r"""Success phase diagram of the two-token problem: after ``steps`` full-batch steps from
+    ``W = 0``, is the rare token right? Measured by gradient descent (:func:`assocmem.training.train`)
+    at every ``(lr, p1, cosine)``, and predicted by gradient flow at the same time :math:`t = \eta\,`
+    ``steps``. The flow is integrated exactly in the classifier plane (``M = 2``: :math:`\dot c =
+    -\|\delta\|^2 \nabla_c L`, :math:`\|\delta\|^2 = 2`) by explicit Euler steps of ``flow_step``,
+    vectorised over the grid.
+
+    Parameters
+    ----------
+    p1s : array_like
+        Probabilities of the frequent token (in ``(0, 1)``).
+    cosines : array_like
+        :math:`\cos(e_1, e_2)` (in ``[-1, 1]``).
+    lrs : array_like
+        Step sizes :math:`\eta`; each ``lr * steps`` must be a multiple of ``flow_step``.
+    steps : int
+        Number of descent steps.
+    flow_step : float
+        Euler step of the gradient-flow integration.
+
+    Returns
+    -------
+    dict
+        ``success`` (descent) and ``flow_success`` (flow): bool arrays ``(len(lrs), len(p1s),
+        len(cosines))``; ``rare_margin``: the rare token's final margin under descent, same shape.
+    """
+    p1s = np.asarray(p1s, dtype=np.float64)
+    cosines = np.asarray(cosines, dtype=np.float64)
+    lrs = check.positive_array("lrs", lrs)
+    steps = check.positive_int("steps", steps)
+    flow_step = check.real("flow_step", flow_step, low=0.0, low_open=True)
+    one_step_boundary(p1s)  # validates p1s
+    if cosines.size == 0 or np.any(np.abs(cosines) > 1):
+        raise ValueError("cosines must lie in [-1, 1]")
+    horizons = np.rint(lrs * steps / flow_step).astype(int)
+    if not np.allclose(horizons * flow_step, lrs * steps, rtol=1e-9, atol=0):
+        raise ValueError(f"each lr * steps must be a multiple of flow_step={flow_step}")
+    margin = np.zeros((lrs.size, p1s.size, cosines.size))
+    for i, p1 in enumerate(p1s):
+        E = torch.stack([training.two_token_setup(float(c), float(p1))[0][0] for c in cosines])
+        _, U, labels, probs = training.two_token_setup(float(cosines[0]), float(p1))
+        R = lrs.size * cosines.size
+        out = training.train(E.repeat(lrs.size, 1, 1), U.expand(R, -1, -1), labels, probs,
+                             lr=np.repeat(lrs, cosines.size), steps=steps, method="dense")
+        scores = out.scores  # (R, 2, 2): [run, class, token]
+        margin[:, i] = (scores[:, 1, 1] - scores[:, 0, 1]).reshape(lrs.size, cosines.size).numpy()
+    # gradient flow in the classifier plane: c = W^T (u_1 - u_2), scores differ by c.e_x
+    P1 = p1s[:, None] * np.ones_like(cosines)
+    e2 = np.stack([np.broadcast_to(cosines, P1.shape), np.broadcast_to(np.sqrt(1 - cosines ** 2), P1.shape)], -1)
+    c = np.zeros(P1.shape + (2,))
+    flow = np.zeros_like(margin, dtype=bool)
+    order = np.argsort(horizons)
+    done = 0
+    for k in range(int(horizons.max()) + 1):
+        while done < order.size and horizons[order[done]] == k:
+            flow[order[done]] = (c * e2).sum(-1) < 0  # the rare token's margin -c.e_2 is positive
+            done += 1
+        if done == order.size:
+            break
+        m1, m2 = c[..., 0], -(c * e2).sum(-1)  # margins of token 1 (class 0) and token 2 (class 1)
+        g1, g2 = P1 * _expit(-m1), (1 - P1) * _expit(-m2)  # -dL/dm of each token
+        c = c + flow_step * 2 * (g1[..., None] * np.array([1.0, 0.0]) - g2[..., None] * e2)
+    return {"success": margin > 0, "flow_success": flow, "rare_margin": margin}
+
+
+def segmented_sgd(*, N: int = 10, M: int = 5, alpha: float = 1.5, d: int = 5, segments=((10.0, 1000),),
+                  trials: int = 100, seed: int = 0, eval_every: int = 10) -> dict:
+    r"""Batch-1 SGD from ``W = 0`` with a piecewise-constant step size (the schedules of [CDB24]),
+    against the decoupled prediction on the same samples.
+
+    ``segments`` is a sequence of ``(lr, steps)``: e.g. ``((10, 100), (0.3, 900))`` is
+    :math:`\gamma = 10` then :math:`\times 0.03` from step 100. Each trial draws Gaussian embeddings
+    (:func:`assocmem.training.run_embeddings`) and its samples from ``zipf.sample_tokens``; each
+    segment continues from the previous memory. The prediction runs
+    :func:`assocmem.theory.dynamics.minibatch_q` (symmetric form) with the same per-step rates and
+    samples and takes the exact error of :math:`\sum_x q_t(x) u_{f_*(x)} e_x^\top` on the same
+    embeddings (ties as errors).
+
+    Parameters
+    ----------
+    N, M : int
+        Tokens and classes (labels ``x mod M``).
+    alpha : float
+        Zipf exponent.
+    d : int
+        Dimension.
+    segments : sequence of (float, int)
+        Step size and number of steps of each segment.
+    trials : int
+        Independent runs (seeds ``seed .. seed + trials - 1``).
+    seed : int
+        First seed.
+    eval_every : int
+        Record errors every ``eval_every`` steps (must divide every segment's length).
+
+    Returns
+    -------
+    dict
+        ``steps`` (n,), ``error`` and ``predicted_error`` (trials, n), ``probs``.
+    """
+    trials = check.positive_int("trials", trials)
+    seed = check.seed("seed", seed)
+    eval_every = check.positive_int("eval_every", eval_every)
+    segments = [(check.real("segments lr", float(g), low=0.0, low_open=True),
+                 check.positive_int("segments steps", int(n))) for g, n in segments]
+    if not segments or any(n % eval_every for _, n in segments):
+        raise ValueError(f"segments must be non-empty, each length a multiple of eval_every={eval_every}")
+    seeds = list(range(seed, seed + trials))
+    probs, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
+    total = sum(n for _, n in segments)
+    E, U = training.run_embeddings(seeds, N, M, d, dtype=torch.float64)
+    tokens = np.stack([zipf.sample_tokens(N, alpha, total, s) for s in seeds])
+    errors, W, start = [], None, 0
+    for lr, n in segments:
+        out = training.train(E, U, labels, probs, lr=lr, tokens=tokens[:, start:start + n], batch_size=1,
+                             eval_every=eval_every, W0=W)
+        errors.append(out.errors if not errors else out.errors[:, 1:])
+        W, start = out.W, start + n
+    rates = np.concatenate([np.full(n, g) for g, n in segments])
+    counts = zipf.token_counts(tokens.reshape(trials, total, 1), N)
+    q = dynamics.minibatch_q(counts, np.broadcast_to(rates, (trials, total)), M, 1, form="symmetric")
+    steps = np.arange(0, total + 1, eval_every)
+    predicted = np.stack([memory.population_error(torch.as_tensor(q[:, t], dtype=E.dtype), probs, labels, E, U)[:, 0]
+                          .numpy() for t in steps], 1)
+    return {"steps": steps, "error": np.concatenate(errors, 1), "predicted_error": predicted, "probs": probs}
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * z))
