@@ -44,6 +44,7 @@ __all__ = [
     "mean_squared_gap",
     "paper_gap",
     "balanced_data_size",
+    "balanced_sizes",
     "spread_windows",
     "normalised_states",
     "energy_profile",
@@ -495,6 +496,41 @@ def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04, *, interpolate: b
     x0, x1 = np.log(sizes[k - 1:k + 1])
     y0, y1 = np.log(gaps[k - 1:k + 1])
     return float(np.exp(x0 + (np.log(sigma2) - y0) * (x1 - x0) / (y1 - y0)))
+
+
+def balanced_sizes(table, *, sigma2: float = 0.04, gap: str = "gap_paper", interpolate: bool = False):
+    r""":math:`D^*` for every model of an :func:`nd_balance` table, by :func:`balanced_data_size`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`nd_balance` with columns ``d_emb``, ``seed``, ``N``, ``D`` and ``gap``.
+    sigma2 : float
+        The threshold :math:`\sigma^2` (0.04 in the paper).
+    gap : {"gap_paper", "gap_book"}
+        Which gap: :func:`paper_gap` (the paper's rule) or :func:`mean_squared_gap` (the book's).
+    interpolate : bool
+        Interpolate the crossing between grid points on log-log axes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``(d_emb, seed)``: ``d_emb``, ``seed``, ``N``, ``D_star`` (``nan`` when no data
+        size of the grid is balanced) and ``sizes`` (how many data sizes the model was trained on).
+    """
+    import pandas as pd
+
+    check.choice("gap", gap, {"gap_paper", "gap_book"})
+    missing = {"d_emb", "seed", "N", "D", gap} - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)}")
+    rows = []
+    for (d, seed), group in table.groupby(["d_emb", "seed"], sort=True):
+        rows.append({"d_emb": int(d), "seed": int(seed), "N": int(group.N.iloc[0]),
+                     "D_star": balanced_data_size(group.D.to_numpy(), group[gap].to_numpy(), sigma2,
+                                                  interpolate=interpolate),
+                     "sizes": len(group)})
+    return pd.DataFrame(rows)
 
 
 def spread_windows(tokens, context: int, n_windows: int, device="cpu") -> torch.Tensor:

@@ -264,3 +264,20 @@ def test_loss_floor_and_activation_geometry_rows():
     assert [(r["stage"], r["m"]) for r in geo] == [("init", 5), ("init", 10), ("trained", 5), ("trained", 10)]
     assert geo[0]["theory_radius"] == pytest.approx(np.sqrt(64 / (2 * np.pi * np.e)))
     assert geo[1]["nn_mean"] <= geo[0]["nn_mean"] * 1.5 and geo[0]["norm_mean"] > 0
+
+
+def test_balanced_sizes_applies_the_rule_per_model():
+    import pandas as pd
+
+    table = pd.DataFrame({"d_emb": [16] * 3 + [32] * 3, "seed": [0] * 6, "N": [100] * 3 + [400] * 3,
+                          "D": [1000, 2000, 4000] * 2,
+                          "gap_paper": [0.5, 0.03, 0.01, 0.5, 0.2, 0.05],
+                          "gap_book": [0.5, 0.05, 0.01, 0.5, 0.2, 0.01]})
+    paper = tf.balanced_sizes(table)
+    assert paper.D_star.iloc[0] == 2000 and np.isnan(paper.D_star.iloc[1])
+    book = tf.balanced_sizes(table, gap="gap_book")
+    assert list(book.D_star) == [4000, 4000] and list(book.N) == [100, 400] and list(book.sizes) == [3, 3]
+    with pytest.raises(ValueError, match="columns"):
+        tf.balanced_sizes(table.drop(columns="D"))
+    with pytest.raises(ValueError, match="gap"):
+        tf.balanced_sizes(table, gap="gap")
