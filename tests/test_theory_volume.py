@@ -102,3 +102,12 @@ def test_volume_bound_chain_gives_N_proportional_to_D_to_the_fourth():
     assert slope == pytest.approx(4.0, abs=0.01)
     with pytest.raises(ValueError, match="context"):
         volume.volume_bound_balance(d, context=0)
+
+
+def test_loss_from_log_partition_matches_the_direct_form_and_stays_finite():
+    Z = np.array([0.2, 1.0, 3.0, 50.0])
+    np.testing.assert_allclose(volume.loss_from_log_partition(np.log(Z)), volume.loss_from_partition(Z), rtol=1e-14)
+    assert volume.loss_from_log_partition(2000.0) == 2000.0  # Z = e^2000 overflows a float, L does not
+    assert volume.loss_from_log_partition(-30.0) == pytest.approx(np.exp(30.0) - 30.0, rel=1e-14)
+    with pytest.raises(ValueError, match="log_Z"):
+        volume.loss_from_log_partition(np.nan)

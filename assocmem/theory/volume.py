@@ -25,6 +25,7 @@ __all__ = [
     "log_ball_gaussian_integral",
     "theory_radius",
     "loss_from_partition",
+    "loss_from_log_partition",
     "patterns_at_unit_partition",
     "log_partition_bracket",
     "volume_bound_balance",
@@ -89,6 +90,23 @@ def loss_from_partition(Z) -> np.ndarray:
     r"""The cross-entropy the argument predicts, :math:`L \approx \log Z + 1/Z`; minimal (= 1) at Z = 1."""
     Z = check.positive_array("Z", Z)
     return np.log(Z) + 1.0 / Z
+
+
+def loss_from_log_partition(log_Z) -> np.ndarray:
+    r""":func:`loss_from_partition` from :math:`\log Z`, :math:`L = \log Z + e^{-\log Z}`, finite
+    wherever the result is (a measured :math:`Z` can be :math:`e^{\pm 1000}`; the result is ``inf``
+    only when :math:`\log Z < -709`).
+
+    Parameters
+    ----------
+    log_Z : float or array
+        Natural logs of partition functions.
+    """
+    log_Z = np.asarray(log_Z, dtype=np.float64)
+    if not np.all(np.isfinite(log_Z)):
+        raise ValueError(f"log_Z must be finite, got {log_Z}")
+    with np.errstate(over="ignore"):
+        return log_Z + np.exp(-log_Z)
 
 
 def patterns_at_unit_partition(n, r=None, *, exact: bool = True) -> np.ndarray:
