@@ -221,8 +221,8 @@ class PointLock:
         return True
 
     def release(self, *, stored: bool = False) -> None:
-        """Release; after a successful store the lock file is removed too (a sweep that acquires the
-        removed file's lock finds the entry, so this is safe)."""
+        """Release; when the point's entry is ``stored`` in the cache the lock file is removed too (a
+        sweep that then acquires the removed file's lock finds the entry, so this is safe)."""
         if self._fd is None:
             return
         if stored:
@@ -333,7 +333,7 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
                     continue
                 rows = cache.load(keys[index], warn=False)
                 if rows is not None:
-                    lock.release()
+                    lock.release(stored=True)
                     results[index] = rows
                     bar.update(1)
                     continue
@@ -398,7 +398,7 @@ def _wait_for_others(cache: DiskCache | None, keys: list[str], busy: list[int], 
                 still.append(index)
                 continue
             rows = cache.load(keys[index], warn=False)
-            lock.release()
+            lock.release(stored=rows is not None)
             if rows is None:
                 missing.append(index)
             else:

@@ -22,12 +22,13 @@ def torch_stats(n=2000, d=64, seed=0, device="cpu"):
 
 @experiment("fixture_slow")
 def slow(x=0, delay=0.2):
-    """Sleeps, then logs its point to $ASSOCMEM_TEST_LOG (to count computations across processes)."""
+    """Sleeps, then logs its point and the time to $ASSOCMEM_TEST_LOG (to count computations across
+    processes, and to tell which finished before an interruption)."""
     time.sleep(delay)
     log = os.environ.get(LOG_ENV)
     if log:
         with open(log, "a") as handle:
-            handle.write(f"{x}\n")
+            handle.write(f"{x} {time.time()!r}\n")
     return [{"x2": x * x}, {"x2": -x * x}]
 
 

@@ -59,6 +59,11 @@ def _cli(*args, log=None, cache=None):
     return cmd, env
 
 
+def _logged(log: Path) -> list[str]:
+    """The points ``fixture_slow`` computed, one per line of its log (``x time``)."""
+    return [line.split()[0] for line in log.read_text().splitlines()]
+
+
 def _entries(cache: Path) -> list[Path]:
     return sorted(cache.rglob("*.json"))
 
@@ -84,8 +89,8 @@ def test_killed_sweep_resumes_without_losing_or_recomputing(tmp_path):
     cmd, env = _cli("--grid", f"x=0:{points}", "--grid", "delay=0.25", "--out", str(tmp_path / "resumed.csv"),
                     log=tmp_path / "second.log", cache=cache)
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    recomputed = (tmp_path / "second.log").read_text().split()
-    first_run = set((tmp_path / "first.log").read_text().split())
+    recomputed = _logged(tmp_path / "second.log")
+    first_run = set(_logged(tmp_path / "first.log"))
     assert len(recomputed) == points - finished, "cached points were recomputed"
     assert first_run | set(recomputed) == {str(x) for x in range(points)}, "a point was lost"
     assert f"{finished} from the cache, {points - finished} computed" in resumed.stderr
@@ -98,18 +103,23 @@ def test_killed_sweep_resumes_without_losing_or_recomputing(tmp_path):
     assert resumed_rows == clean_rows and len(resumed_rows) == 1 + 2 * points
 
 
-def test_concurrent_sweeps_share_a_cache_without_corruption(tmp_path):
-    cache = tmp_path / "cache"
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+def test_concurrent_sweeps_share_a_cache_and_the_work(tmp_path, executor):
+    cache, points = tmp_path / "cache", 16
+    workers = [] if executor == "serial" else ["--executor", "processes", "--workers", "2"]
     runs = []
     for name in ("a", "b"):
-        cmd, env = _cli("--grid", "x=0:16", "--grid", "delay=0.05", "--out", str(tmp_path / f"{name}.csv"),
-                        cache=cache)
+        cmd, env = _cli("--grid", f"x=0:{points}", "--grid", "delay=0.1", "--out", str(tmp_path / f"{name}.csv"),
+                        *workers, log=tmp_path / f"{name}.log", cache=cache)
         runs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     for run in runs:
         assert run.wait(timeout=300) == 0, run.stderr.read()
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    computed = [x for name in ("a", "b") if (tmp_path / f"{name}.log").exists()
+                for x in _logged(tmp_path / f"{name}.log")]
+    assert sorted(computed, key=int) == [str(x) for x in range(points)], "a point was computed twice (or never)"
     files = _entries(cache)
-    assert len(files) == 16 and not [p for p in cache.rglob("*") if p.suffix == ".tmp"]
+    assert len(files) == points and not [p for p in cache.rglob("*") if p.suffix in (".tmp", ".lock")]
     for path in files:
         entry = json.loads(path.read_text())
         assert sweep.DiskCache(cache).load(entry["key"]) == entry["rows"]

@@ -104,6 +104,66 @@ def test_corrupt_entry_is_reported_and_recomputed(tmp_path, damage):
         assert cache.load(sweep.config_key(square, {"x": 2}))[0]["y"] == 4.0  # repaired on disk
 
 
+def _rechecksummed(entry: dict) -> str:
+    """An entry edited by someone who knows the format: its checksum recomputed over what it now says."""
+    entry["checksum"] = sweep._checksum(entry)
+    return json.dumps(entry)
+
+
+@pytest.mark.parametrize("forgery", ["copied from another key", "key field edited too", "config edited"])
+def test_an_entry_not_bound_to_its_key_is_recomputed(tmp_path, forgery):
+    cache = sweep.DiskCache(tmp_path)
+    sweep.run_sweep(square, sweep.grid(x=[2, 3]), cache=cache, progress=False)
+    key2, key3 = (sweep.config_key(square, {"x": x}) for x in (2, 3))
+    other = json.loads(cache.path(key3).read_text())
+    if forgery == "key field edited too":
+        other["key"] = key2
+    elif forgery == "config edited":
+        other = json.loads(cache.path(key2).read_text())
+        other["config"]["x"], other["rows"][0]["y"] = 5, 25.0
+    cache.path(key2).write_text(_rechecksummed(other))
+    CALLS.clear()
+    with pytest.warns(UserWarning, match="corrupt cache entry"):
+        table = sweep.run_sweep(square, [{"x": 2}], cache=cache, progress=False)
+    assert CALLS == [(2, 1.0, 0)] and table["y"].tolist() == [4.0]
+
+
+def test_a_directory_in_place_of_an_entry_is_replaced(tmp_path):
+    cache = sweep.DiskCache(tmp_path)
+    path = cache.path(sweep.config_key(square, {"x": 2}))
+    (path / "inside").mkdir(parents=True)
+    with pytest.warns(UserWarning, match="corrupt cache entry"):
+        table = sweep.run_sweep(square, [{"x": 2}], cache=cache, progress=False)
+    assert table["y"].tolist() == [4.0] and path.is_file()
+    assert cache.load(path.stem)[0]["y"] == 4.0
+
+
+def test_entries_follow_the_umask_and_stale_temporaries_are_removed(tmp_path):
+    cache = sweep.DiskCache(tmp_path)
+    stale = tmp_path / "ab" / ".abc.json.x1y2.tmp"
+    stale.parent.mkdir()
+    stale.write_text("{")
+    os.utime(stale, (0, 0))  # left by a writer killed long ago
+    fresh = tmp_path / "ab" / ".abd.json.x1y2.tmp"
+    fresh.write_text("{")  # a live writer's, about to be renamed: not touched
+    previous = os.umask(0o027)
+    try:
+        sweep.run_sweep(square, [{"x": 7}], cache=cache, progress=False)
+    finally:
+        os.umask(previous)
+    entry = cache.path(sweep.config_key(square, {"x": 7}))
+    assert entry.stat().st_mode & 0o777 == 0o640
+    assert not stale.exists() and fresh.exists()
+
+
+def test_an_unwritable_cache_fails_before_computing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=f"cache directory {blocker} is not writable"):
+        sweep.run_sweep(square, [{"x": 1}], cache=blocker, progress=False)
+    assert CALLS == []
+
+
 def test_cache_entries_are_self_describing_and_leave_no_temporary_files(tmp_path):
     sweep.run_sweep(square, [{"x": 3}], cache=tmp_path, progress=False)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
