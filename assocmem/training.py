@@ -1,30 +1,44 @@
 r"""Gradient training of associative memories, many independent runs in one tensor program.
 
-The model scores output ``y`` for input ``x`` by :math:`u_y^\top \mathrm{LN}(W e_x)` and is trained by
-cross-entropy :math:`\ell = -\log \mathrm{softmax}_y`, averaged over mini-batches of ``B`` samples
-drawn once each (one pass over ``T`` fresh samples), or over the population ``p`` (full-batch GD).
-``LN`` is the identity or the reference layer norm :math:`h \mapsto h / \sqrt{\|h\|^2 + 10^{-6}}`.
+Three models score output ``y`` for input ``x`` (chapter 4; the names of [CDB24]'s code in brackets):
+
+* ``"W"`` [matrix]: :math:`s_y(x) = u_y^\top \mathrm{LN}(W e_x)`, only ``W`` trained;
+* ``"learned"`` [learnable]: the same scores, with ``E``, ``W`` and ``U`` trained;
+* ``"relu"`` [exponential]: no ``W``, :math:`s_y(x) = u_y^\top \mathrm{LN}(\mathrm{ReLU}(e_x))`, ``E`` and
+  ``U`` trained.
+
+They are trained by cross-entropy :math:`\ell = -\log \mathrm{softmax}_y`, averaged over mini-batches of
+``B`` samples drawn once each (one pass over ``T`` fresh samples), or over the population ``p``
+(full-batch GD). ``LN`` is the identity or the reference layer norm :math:`h \mapsto h / \sqrt{\|h\|^2 + 10^{-6}}`.
 
 Every tensor carries a leading *runs* dimension ``R``: seeds, learning rates and layer-norm flags
 are per-run tensors, so a grid of runs costs one batched matrix product per step instead of a
-Python loop. Gradients are written by hand (the tests check them against autograd). Two exact
+Python loop. Gradients are written by hand (the tests check them against autograd). The samples of a
+batch that share a token share their forward pass, so a step evaluates each batch's distinct tokens
+once, weighted by their counts (about 5 of 16 samples under Zipf(2) with ``N = 100``). Two exact
 implementations share the interface of :func:`train`:
 
-* ``"dense"`` stores ``W`` (``R x d x d``); any optimiser, learned embeddings. Within a step all
-  samples of the same token share ``W e_x``, so when ``B >= N`` the step evaluates the ``N`` tokens
-  once, weighted by their batch counts: :math:`O(\min(B, N)\, d^2)` per step.
+* ``"dense"`` stores ``W`` (``R x d x d``); any optimiser, any model. For plain SGD and sign descent
+  the update of ``W`` is one pass over it in blocks of rows that stay in cache: the block's gradient,
+  its update and (model ``"W"``) the next step's forward pass, so ``W`` is read and written once a step.
+  Sign descent is Adam with betas ``(0, 0)``, :math:`\gamma\, g / (|g| + \epsilon)`, with no state.
 * ``"factorised"`` writes :math:`W_t = W_0 + K^\top A_t E` with ``K`` the output embeddings (and the
   rows :math:`W_0 e_x` when :math:`W_0 \neq 0`) and ``A`` of size ``k x N``. Plain and normalised SGD
   never leave this span, with or without layer norm, so the whole run is carried by Gram matrices
-  and costs :math:`O(k N^2)` per step whatever ``d``. Adam and learned embeddings leave the span.
+  and costs :math:`O(k N P)` per step whatever ``d`` (``P`` distinct tokens in the batch). Adam,
+  sign descent and learned embeddings leave the span.
 
-Chapter 4 of the book runs every experiment through this module.
+:func:`optimization_grid` is the paper's training grid as a sweep experiment; :func:`load_grid` reads
+its committed results (``data/training_grid.csv.gz``). Chapter 4 of the book runs every experiment
+through this module.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,18 +48,26 @@ from . import memory, zipf
 from .sweep import experiment
 from .theory import dynamics
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "MODELS", "Trained", "train", "gradients", "scores_error",
-           "initial_memory", "run_embeddings", "two_token_setup", "two_token_run", "slice_directions",
-           "slice_losses", "slice_coordinates", "simulate", "decoupled_comparison", "optimization_grid"]
+__all__ = ["OPTIMIZERS", "GRID_OPTIMIZERS", "SCHEDULES", "MODELS", "PARAMETERS", "TIES", "Trained", "train",
+           "gradients", "scores_error", "initial_memory", "run_embeddings", "grid_learning_rates",
+           "two_token_setup", "two_token_run", "slice_directions", "slice_losses", "slice_coordinates",
+           "simulate", "decoupled_comparison", "optimization_grid", "GRID_AXES", "GRID_RUNS", "GRID_FILE",
+           "GRID_COLUMNS", "load_grid"]
 
 OPTIMIZERS = ("sgd", "nsgd", "adam", "sign")
+GRID_OPTIMIZERS = ("sgd", "adam", "torch_adam", "sign", "nsgd")
 SCHEDULES = ("constant", "linear", "cosine")
-MODELS = ("W", "learned")
+MODELS = ("W", "learned", "relu")
+PARAMETERS = {"W": ("W",), "learned": ("W", "E", "U"), "relu": ("E", "U")}
+TIES = ("error", "first")
 LAYER_NORM_EPS = 1e-6
 _NORM_EPS = 1e-12
 _W0_STREAM = 2  # memory.embeddings streams 0 and 1 are E and U
 FUSED_ADAM_MIN_SIZE = 128 * 128  # entries of one run's W from which a per-run fused Adam call pays
-MAX_PROGRAM_FLOATS = 2 ** 25  # entries of one R x d x d tensor in a batched grid program (128 MiB in float32)
+MAX_PROGRAM_FLOATS = 2 ** 23  # entries of one R x d x d tensor in a batched grid program (32 MiB in float32)
+BLOCK_FLOATS = 2 ** 18  # entries of one block of rows of W in the one-pass update (1 MiB in float32)
+WHOLE_W_FLOATS = 2 ** 19  # up to this many entries of W (all runs), the one-pass update takes W whole
+_BATCH_CHUNK_FLOATS = 2 ** 20  # entries of the per-chunk count table from which batches are compressed
 
 
 @dataclass
@@ -57,14 +79,15 @@ class Trained:
     steps : numpy.ndarray, shape ``(n_evals,)``
         Steps at which ``errors`` and ``losses`` were recorded (0 is the initialisation).
     errors : numpy.ndarray, shape ``(R, n_evals)``
-        Population error :math:`\sum_x p(x) 1[\arg\max_y s_{xy} \neq f_*(x)]` (ties count as
-        errors; ``nan`` once a run has diverged to non-finite scores).
+        Population error :math:`\sum_x p(x) 1[\arg\max_y s_{xy} \neq f_*(x)]` (ties by ``train``'s
+        ``ties``; ``nan`` once a run has diverged to non-finite scores).
     losses : numpy.ndarray, shape ``(R, n_evals)``
         Population cross-entropy :math:`\sum_x p(x) \ell(x)`.
     scores : torch.Tensor, shape ``(R, M, N)``
-        Final scores :math:`s_{yx} = u_y^\top \mathrm{LN}(W e_x)`.
+        Final scores :math:`s_{yx}`.
     W, E, U : torch.Tensor
-        Final parameters (``W`` is ``None`` when a factorised run was asked not to materialise it).
+        Final parameters (``W`` is ``None`` for the ``"relu"`` model, and when a factorised run was asked
+        not to materialise it).
     method : str
         ``"dense"`` or ``"factorised"``.
     history : torch.Tensor or None
@@ -92,42 +115,59 @@ class Trained:
 
 
 def train(E, U, labels, probs, *, lr, tokens=None, batch_size: int | None = None, steps: int | None = None,
-          optimizer: str = "sgd", betas=(0.9, 0.999), eps: float = 1e-8, layer_norm=False,
-          learn_embeddings: bool = False, W0=None, schedule: str = "constant",
-          eval_every: int | None = None, method: str = "auto", keep_weights: bool = True,
+          optimizer: str = "sgd", betas=(0.9, 0.999), eps: float = 1e-8, layer_norm=False, model: str = "W",
+          learn_embeddings: bool = False, W0=None, schedule: str = "constant", eval_every: int | None = None,
+          method: str = "auto", ties: str = "error", keep_weights: bool = True,
           keep_history: bool = False) -> Trained:
     r"""Train ``R`` memories at once by mini-batch (or full-batch) gradient descent on cross-entropy.
 
     Parameters
     ----------
     E, U : torch.Tensor, shapes ``(R, N, d)`` and ``(R, M, d)``
-        Input and output embeddings of each run (rows :math:`e_x`, :math:`u_y`).
+        Input and output embeddings of each run (rows :math:`e_x`, :math:`u_y`); ``M >= 1``
+        (``M = 1`` is trivially exact: every gradient is 0 and so is the error).
     labels : array_like of int, shape ``(N,)``
         The target :math:`f_*(x)` of each token (0-based classes).
     probs : array_like, shape ``(N,)``
         :math:`p(x)`, for the population error and loss (and the gradient in full-batch mode).
-    lr : float or array_like of shape ``(R,)``
-        Step size :math:`\gamma` of each run.
+    lr : float, array_like of shape ``(R,)``, or dict
+        Step size :math:`\gamma` of each run; a dict ``{"W": ..., "E": ..., "U": ...}`` gives each trained
+        parameter its own (a float or ``R`` of them), as the paper's Adam does (:func:`grid_learning_rates`).
     tokens : array_like of int, shape ``(R, T)``, optional
         One pass over these samples in consecutive batches of ``batch_size`` (``T`` a multiple of it);
         the loss of a batch is the mean over its samples. Without ``tokens``, full-batch gradient
         descent on :math:`\sum_x p(x)\ell(x)` for ``steps`` steps.
+    batch_size : int, optional
+        ``B``, with ``tokens``.
+    steps : int, optional
+        Number of full-batch steps, without ``tokens``.
     optimizer : {"sgd", "nsgd", "adam", "sign"}
-        Plain SGD, normalised SGD (each parameter's step is :math:`\gamma\, G / \|G\|_F`), Adam with
-        ``betas`` and ``eps``, or sign descent (Adam with betas ``(0, 0)``).
+        Plain SGD; normalised SGD (each parameter's step is :math:`\gamma\, G / \|G\|_F`); Adam with
+        ``betas`` and ``eps`` (torch's update); sign descent :math:`\gamma\, G / (|G| + \epsilon)`,
+        which is Adam with betas ``(0, 0)``, computed without any optimiser state.
+    betas : tuple of two floats in [0, 1)
+        Adam's moment decays.
+    eps : float
+        Adam's and sign descent's :math:`\epsilon \ge 0`.
     layer_norm : bool or array_like of bool, shape ``(R,)``
-        Apply :math:`h / \sqrt{\|h\|^2 + 10^{-6}}` to :math:`h = W e_x` (per run).
+        Apply :math:`h / \sqrt{\|h\|^2 + 10^{-6}}` to :math:`h = W e_x` (or :math:`\mathrm{ReLU}(e_x)`), per run.
+    model : {"W", "learned", "relu"}
+        What is trained (see the module's notes): ``W``; ``E``, ``W`` and ``U``; or ``E`` and ``U`` with
+        scores :math:`u_y^\top \mathrm{LN}(\mathrm{ReLU}(e_x))` and no ``W``.
     learn_embeddings : bool
-        Train ``E`` and ``U`` with ``W`` (with the same optimiser).
+        ``True`` is ``model="learned"``.
     W0 : torch.Tensor of shape ``(R, d, d)``, optional
-        Initial memory (zero when omitted).
+        Initial memory (zero when omitted; not used by ``"relu"``).
     schedule : {"constant", "linear", "cosine"}
         Learning rate :math:`\gamma_t = \gamma\, s(t / \text{steps})` with ``s = 1``, ``1 - u``,
         or ``(1 + cos(pi u)) / 2``.
     eval_every : int, optional
         Record error and loss every ``eval_every`` steps (and at 0 and the end); default: only the ends.
     method : {"auto", "dense", "factorised"}
-        ``"auto"`` is factorised whenever that is exact (SGD or normalised SGD, fixed embeddings).
+        ``"auto"`` is factorised whenever that is exact (SGD or normalised SGD, model ``"W"``) and cheaper,
+        i.e. when :math:`d^2 > k N` (``k = M``, or ``M + N`` when :math:`W_0 \neq 0`).
+    ties : {"error", "first"}
+        Score ties in the error: counted as errors, or ``argmax``'s first class (the papers' code).
     keep_weights : bool
         Whether a factorised run materialises the final ``W`` (``d x d`` per run).
     keep_history : bool
@@ -137,101 +177,159 @@ def train(E, U, labels, probs, *, lr, tokens=None, batch_size: int | None = None
     -------
     Trained
     """
-    problem = _Problem.build(E, U, labels, probs, lr, tokens, batch_size, steps, layer_norm, W0)
+    model = check.choice("model", model, MODELS)
+    if learn_embeddings:
+        if model == "relu":
+            raise ValueError("learn_embeddings=True means model='learned'; it cannot be combined with model='relu'")
+        model = "learned"
     optimizer = check.choice("optimizer", optimizer, OPTIMIZERS)
     schedule = check.choice("schedule", schedule, SCHEDULES)
     method = check.choice("method", method, ("auto", "dense", "factorised"))
-    exact_factorised = optimizer in ("sgd", "nsgd") and not learn_embeddings
+    ties = check.choice("ties", ties, TIES)
+    problem = _Problem.build(E, U, labels, probs, lr, tokens, batch_size, steps, layer_norm, W0, PARAMETERS[model])
+    exact_factorised = optimizer in ("sgd", "nsgd") and model == "W"
     if method == "factorised" and not exact_factorised:
-        raise ValueError("method='factorised' is exact only for optimizer 'sgd' or 'nsgd' with fixed "
-                         f"embeddings; got optimizer={optimizer!r}, learn_embeddings={learn_embeddings}")
-    if optimizer == "sign":
-        optimizer, betas = "adam", (0.0, 0.0)
+        raise ValueError("method='factorised' is exact only for optimizer 'sgd' or 'nsgd' with model 'W'; "
+                         f"got optimizer={optimizer!r}, model={model!r}")
+    if keep_history and model == "relu":
+        raise ValueError("keep_history keeps W, which the 'relu' model does not have")
     betas = tuple(check.real(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas))
     eps = check.real("eps", eps, low=0.0)
     every = problem.steps if eval_every is None else check.positive_int("eval_every", eval_every)
     record = sorted({0, problem.steps, *range(0, problem.steps, every)})
-    factorised = method == "factorised" or (method == "auto" and exact_factorised)
-    model = (_FactorisedModel(problem) if factorised
-             else _DenseModel(problem, learn_embeddings, _Optimizer(optimizer, betas, eps)))
-    if factorised:
-        model.normalise = optimizer == "nsgd"
+    d, span = problem.E.shape[2], problem.U.shape[1] + (0 if problem.W0 is None else problem.E.shape[1])
+    # the factorised step costs about k N per point against d^2 for the dense one
+    factorised = method == "factorised" or (method == "auto" and exact_factorised and d * d > span * problem.E.shape[1])
+    net = (_FactorisedModel(problem, normalise=optimizer == "nsgd") if factorised
+           else _DenseModel(problem, model, _Optimizer(optimizer, betas, eps)))
     errors, losses, history = [], [], []
+    batches = problem.batches()
+    batch = next(batches, None)
     for t in range(problem.steps + 1):
         if t in record:
-            error, loss = model.evaluate()
+            error, loss = _evaluate(net.scores(), problem, ties)
             errors.append(error)
             losses.append(loss)
             if keep_history:
-                history.append(model.weights().clone())
+                history.append(net.weights().clone())
         if t < problem.steps:
-            model.step(problem.batch(t), problem.lr * _schedule_factor(schedule, t, problem.steps))
+            following = next(batches, None)
+            factor = _schedule_factor(schedule, t, problem.steps)
+            net.step(batch, {name: rate * factor for name, rate in problem.lr.items()}, following)
+            batch = following
     return Trained(steps=np.array(record), errors=torch.stack(errors, 1).cpu().numpy(),
-                   losses=torch.stack(losses, 1).cpu().numpy(), scores=model.scores(),
-                   W=model.weights() if keep_weights or not factorised else None,
-                   E=model.E, U=model.U, method="factorised" if factorised else "dense",
+                   losses=torch.stack(losses, 1).cpu().numpy(), scores=net.scores(),
+                   W=net.weights() if keep_weights or not factorised else None,
+                   E=net.E, U=net.U, method="factorised" if factorised else "dense",
                    history=torch.stack(history, 1) if keep_history else None)
 
 
-def scores_error(scores: torch.Tensor, labels, probs) -> torch.Tensor:
-    r"""Population error of score tables ``(R, M, N)``, shape ``(R,)``:
-    :math:`\sum_x p(x)\,1[\exists y \neq f_*(x):\ s_{yx} \geq s_{f_*(x)x}]` (ties count as errors).
-    A run whose scores are not all finite (training diverged) gets ``nan``, never a number."""
+def scores_error(scores: torch.Tensor, labels, probs, *, ties: str = "error") -> torch.Tensor:
+    r"""Population error of score tables ``(R, M, N)``, shape ``(R,)``.
+
+    With ``ties="error"``: :math:`\sum_x p(x)\,1[\exists y \neq f_*(x):\ s_{yx} \geq s_{f_*(x)x}]` (a tie
+    is an error). With ``ties="first"``: :math:`\sum_x p(x)\,1[\arg\max_y s_{yx} \neq f_*(x)]` with
+    ``argmax`` the first of the largest scores, as the papers' code computes it. A run whose scores are
+    not all finite (training diverged) gets ``nan``, never a number.
+
+    Parameters
+    ----------
+    scores : torch.Tensor, shape ``(R, M, N)``
+    labels : array_like of int, shape ``(N,)``
+    probs : array_like, shape ``(N,)``
+    ties : {"error", "first"}
+    """
+    ties = check.choice("ties", ties, TIES)
     labels = torch.as_tensor(np.asarray(labels), device=scores.device)
     probs = torch.as_tensor(np.asarray(probs), device=scores.device, dtype=scores.dtype)
-    right = scores.gather(1, labels.expand(scores.shape[0], -1)[:, None, :])
-    rivals = scores.masked_fill(_one_hot(labels, scores.shape[1], scores.dtype).T.bool(), -math.inf)
-    wrong = (rivals.amax(1, keepdim=True) >= right)[:, 0].to(scores.dtype)
+    if ties == "first":
+        wrong = (scores.argmax(1) != labels).to(scores.dtype)
+    else:
+        right = scores.gather(1, labels.expand(scores.shape[0], -1)[:, None, :])
+        rivals = scores.masked_fill(_one_hot(labels, scores.shape[1], scores.dtype).T.bool(), -math.inf)
+        wrong = (rivals.amax(1, keepdim=True) >= right)[:, 0].to(scores.dtype)
     diverged = ~torch.isfinite(scores).all(dim=2).all(dim=1)
     return (wrong @ probs).masked_fill(diverged, math.nan)
 
 
-def gradients(W, E, U, labels, idx, weights, layer_norm=False, *, wrt=("W", "E", "U")):
+def gradients(W, E, U, labels, idx, weights, layer_norm=False, *, wrt=("W", "E", "U"), model: str = "W"):
     r"""Loss and hand-written gradients of :math:`L = \sum_p w_p\, \ell(x_p)`, batched over runs.
 
-    With :math:`h = W e_x`, :math:`r = (\|h\|^2 + 10^{-6})^{-1/2}` (1 without layer norm),
-    :math:`z = r h`, logits :math:`U z` and :math:`g = w(\mathrm{softmax} - \mathbf 1_{f_*(x)})`:
+    With :math:`h = W e_x` (model ``"relu"``: :math:`h = \mathrm{ReLU}(e_x)`),
+    :math:`r = (\|h\|^2 + 10^{-6})^{-1/2}` (1 without layer norm), :math:`z = r h`, logits :math:`U z`
+    and :math:`g = w(\mathrm{softmax} - \mathbf 1_{f_*(x)})`:
 
     .. math:: \partial_U L = g^\top z,\quad \partial_z = U^\top g,\quad
               \partial_h = r(\partial_z - r^2 h\, h^\top \partial_z),\quad
               \partial_W L = \sum_p \partial_{h_p} e_{x_p}^\top,\quad
-              \partial_{e_x} L = \sum_{p: x_p = x} W^\top \partial_{h_p}.
+              \partial_{e_x} L = \sum_{p: x_p = x} W^\top \partial_{h_p}
+              \ \ (\text{"relu"}: \textstyle\sum_{p: x_p = x} 1[e_x > 0] \odot \partial_{h_p}).
 
     Parameters
     ----------
-    W : (R, d, d); E : (R, N, d); U : (R, M, d)
-    labels : (N,) int tensor; idx, weights : (R, P) tokens and their weights
+    W : torch.Tensor (R, d, d), or None for model ``"relu"``
+    E : torch.Tensor (R, N, d)
+    U : torch.Tensor (R, M, d)
+    labels : torch.Tensor (N,) of int
+    idx, weights : torch.Tensor (R, P)
+        The tokens of the points and their weights.
     layer_norm : bool or (R,) bool tensor
     wrt : tuple of {"W", "E", "U"}
         The gradients to compute (``E``'s costs as much as the forward pass).
+    model : {"W", "learned", "relu"}
+        ``"W"`` and ``"learned"`` share their scores; ``"relu"`` has no ``W``.
 
     Returns
     -------
     loss : (R,) tensor, and a dict of the gradients in ``wrt``, shaped like the parameters.
     """
-    return _gradients(W, E, U, labels, idx, weights, layer_norm, wrt)
-
-
-def _gradients(W, E, U, labels, idx, weights, layer_norm, wrt, *, factor_W: bool = False):
-    """:func:`gradients`; with ``factor_W`` the ``W`` entry is the pair ``(dh^T, e)`` whose product is
-    the gradient, so that SGD can apply it without forming a ``d x d`` matrix."""
-    layer_norm = torch.as_tensor(layer_norm, device=W.device).expand(W.shape[0])
-    e = _batch_gather(E, idx)
-    h, r, z, logits = _forward(W, e, U, layer_norm)
-    target = _one_hot(labels[idx], U.shape[1], logits.dtype)
-    g, loss = _softmax_residual(logits, target, weights)
-    dz = g @ U
-    proj = torch.where(layer_norm[:, None], r * r * (h * dz).sum(-1), torch.zeros_like(r))
-    dh = r[..., None] * (dz - proj[..., None] * h)
+    relu = check.choice("model", model, MODELS) == "relu"
+    if relu and "W" in wrt:
+        raise ValueError("the 'relu' model has no W: leave 'W' out of wrt")
+    layer_norm = torch.as_tensor(layer_norm, device=E.device).expand(E.shape[0])
+    bp = _backprop(W, E, U, labels, idx, weights, layer_norm, relu)
     grads = {}
     if "W" in wrt:
-        grads["W"] = (dh.transpose(1, 2), e) if factor_W else dh.transpose(1, 2) @ e
+        grads["W"] = bp.dh.transpose(1, 2) @ bp.e
     if "E" in wrt:
-        grads["E"] = torch.zeros_like(E).index_put_(
-            (torch.arange(idx.shape[0], device=idx.device)[:, None], idx), dh @ W, accumulate=True)
+        rows = bp.dh * (bp.e > 0) if relu else bp.dh @ W
+        grads["E"] = torch.zeros_like(E).index_put_((_runs_index(idx), idx), rows, accumulate=True)
     if "U" in wrt:
-        grads["U"] = g.transpose(1, 2) @ z
-    return (loss * weights).sum(-1), grads
+        grads["U"] = bp.g.transpose(1, 2) @ bp.z
+    return bp.loss, grads
+
+
+def grid_learning_rates(optimizer: str, model: str, lr, d: int) -> tuple[str, dict]:
+    r"""The rule of :func:`train` and the per-parameter step sizes of one of :data:`GRID_OPTIMIZERS`.
+
+    * ``"sgd"``: plain SGD, :math:`\gamma` for every trained parameter;
+    * ``"adam"``: the paper's Adam, torch's Adam with betas ``(0, 0)``, i.e. sign descent
+      :math:`\gamma' g / (|g| + 10^{-8})`, at :math:`\gamma' = \gamma / d` for ``W`` and
+      :math:`\gamma / \sqrt d` for ``E`` and ``U`` (``"relu"``: :math:`\gamma/\sqrt d` for both);
+    * ``"torch_adam"``: torch's default Adam (betas ``(0.9, 0.999)``) at :math:`\gamma` for every parameter;
+    * ``"sign"``, ``"nsgd"``: those rules of :func:`train` at :math:`\gamma`.
+
+    Parameters
+    ----------
+    optimizer : one of :data:`GRID_OPTIMIZERS`
+    model : one of :data:`MODELS`
+    lr : float or array_like
+        The nominal :math:`\gamma` (per run).
+    d : int
+        The embedding dimension.
+
+    Returns
+    -------
+    (rule, lr) : the ``optimizer`` and ``lr`` arguments of :func:`train`.
+    """
+    optimizer = check.choice("optimizer", optimizer, GRID_OPTIMIZERS)
+    names = PARAMETERS[check.choice("model", model, MODELS)]
+    d = check.positive_int("d", d)
+    lr = np.asarray(lr, dtype=np.float64)
+    if optimizer == "adam":
+        return "sign", {name: lr / d if name == "W" else lr / math.sqrt(d) for name in names}
+    rule = {"sgd": "sgd", "torch_adam": "adam", "sign": "sign", "nsgd": "nsgd"}[optimizer]
+    return rule, {name: lr for name in names}
 
 
 def initial_memory(runs_seeds, d: int, *, init: str = "zero", dtype=torch.float32, device="cpu") -> torch.Tensor | None:
@@ -327,13 +425,34 @@ def slice_coordinates(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels,
 def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: int = 1024,
              batch_size: int = 16, lrs=(1.0,), seeds=(0,), layer_norms=(False,), optimizer: str = "sgd",
              model: str = "W", init: str = "zero", schedule: str = "constant", eval_every: int | None = None,
-             method: str = "auto", output_embeddings: str = "gaussian", dtype=torch.float32, device="cpu",
-             keep_weights: bool = False):
+             method: str = "auto", output_embeddings: str = "gaussian", ties: str = "error",
+             dtype=torch.float32, device="cpu", keep_weights: bool = False):
     r"""Every combination of ``seeds x lrs x layer_norms`` trained as one batched program.
 
     Data: ``f_*(x) = x mod M`` on a Zipf(``alpha``) law over ``N`` tokens; each seed draws its own
     embeddings, ``W_0`` and ``T`` fresh samples (shared by the runs of that seed, so learning rates
-    are compared on the same data). ``model="learned"`` trains the embeddings too.
+    are compared on the same data).
+
+    Parameters
+    ----------
+    N, M, alpha : int, int, float
+        Tokens, classes, Zipf exponent.
+    d, T, batch_size : int
+        Dimension, samples (one pass), batch size.
+    lrs, seeds, layer_norms : sequences
+        The nominal step sizes, seeds and layer-norm flags crossed into runs.
+    optimizer : one of :data:`GRID_OPTIMIZERS`
+        ``"adam"`` is the paper's (sign descent at ``lr/d`` for ``W``, ``lr/sqrt(d)`` for ``E`` and ``U``;
+        see :func:`grid_learning_rates`), ``"torch_adam"`` torch's default Adam at the nominal step size.
+    model : one of :data:`MODELS`
+    init : {"zero", "random"}
+        :math:`W_0 = 0` or ``randn / sqrt(d)`` (:func:`initial_memory`).
+    schedule, eval_every, method, ties, keep_weights
+        As in :func:`train`.
+    output_embeddings : {"gaussian", "sphere"}
+        Law of ``U`` (:func:`run_embeddings`).
+    dtype, device
+        Of the tensors.
 
     Returns
     -------
@@ -347,13 +466,14 @@ def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: i
     runs = [{"seed": int(s), "lr": float(g), "layer_norm": bool(ln)}
             for s in seeds for g in lrs for ln in layer_norms]
     run_seeds = [r["seed"] for r in runs]
+    rule, rates = grid_learning_rates(optimizer, model, [r["lr"] for r in runs], d)
     E, U = run_embeddings(run_seeds, N, M, d, output_embeddings=output_embeddings, dtype=dtype, device=device)
-    tokens = np.stack([zipf.sample_tokens(N, alpha, T, seed) for seed in run_seeds])
-    trained = train(E, U, labels, probs, lr=[r["lr"] for r in runs], tokens=tokens, batch_size=batch_size,
-                    optimizer=optimizer, layer_norm=[r["layer_norm"] for r in runs],
-                    learn_embeddings=model == "learned", schedule=schedule, eval_every=eval_every,
-                    W0=initial_memory(run_seeds, d, init=init, dtype=dtype, device=device),
-                    method=method, keep_weights=keep_weights)
+    distinct = {seed: zipf.sample_tokens(N, alpha, T, seed) for seed in dict.fromkeys(run_seeds)}
+    tokens = np.stack([distinct[seed] for seed in run_seeds])
+    W0 = None if model == "relu" else initial_memory(run_seeds, d, init=init, dtype=dtype, device=device)
+    trained = train(E, U, labels, probs, lr=rates, tokens=tokens, batch_size=batch_size, optimizer=rule,
+                    layer_norm=[r["layer_norm"] for r in runs], model=model, schedule=schedule,
+                    eval_every=eval_every, W0=W0, method=method, ties=ties, keep_weights=keep_weights)
     return runs, trained
 
 
@@ -420,7 +540,14 @@ def _memory_error(q: np.ndarray, probs, labels, E, U) -> np.ndarray:
     return memory.population_error(q, probs, labels, E, U)[:, 0].cpu().numpy()
 
 
-@experiment("optimization_grid")
+GRID_AXES = {"d": (10, 20, 50, 100, 200, 500, 1000), "T": (1024, 10_240, 102_400),
+             "batch_size": (16, 64, 256, 1024), "optimizer": ("sgd", "adam"), "model": MODELS}
+GRID_RUNS = 7 * 3 * 4 * 2 * 3 * (10 * 4 * 2)  # the axes above x 10 seeds x 4 step sizes x layer norm on/off
+GRID_FILE = Path(__file__).resolve().parent.parent / "data" / "training_grid.csv.gz"
+GRID_COLUMNS = ("model", "optimizer", "lr", "d", "T", "batch_size", "layer_norm", "seed", "error", "diverged")
+
+
+@experiment("optimization_grid", version=2)
 def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimizer: str = "sgd",
                       model: str = "W", lrs=(0.1, 1.0, 10.0, 100.0), trials: int = 10,
                       layer_norms=(False, True), N: int = 100, M: int = 5, alpha: float = 2.0,
@@ -428,13 +555,19 @@ def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimiz
     """One cell of the paper's training grid (chapter 4): ``trials`` seeds x ``lrs`` x ``layer_norms``
     runs trained together; one row per run with its final population error.
 
+    The paper's settings are the defaults: ``N = 100``, ``M = 5``, ``alpha = 2``, ``f_*(x) = x mod M``,
+    :math:`W_0 = \\mathrm{randn}/\\sqrt d`, :math:`E, U \\sim \\mathcal N(0, I/d)`, one pass over ``T``
+    fresh samples in batches of ``batch_size``, the error of ``argmax`` (first class on ties, as the
+    paper's code). ``optimizer`` is one of :data:`GRID_OPTIMIZERS` (``"adam"`` is the paper's, see
+    :func:`grid_learning_rates`), ``model`` one of :data:`MODELS`. The full grid (:data:`GRID_AXES`,
+    40,320 runs) is run by the command in ``data/README.md`` and read back by :func:`load_grid`.
+
     The runs go in as few batched programs as keep each ``R x d x d`` tensor under
     ``MAX_PROGRAM_FLOATS`` entries (all of them at once up to ``d`` of a few hundred).
-    The full grid of the paper (40,320 runs) is ``d in {10, 20, 50, 100, 200, 500, 1000}``,
-    ``T in {1024, 10240, 102400}``, ``batch_size in {16, 64, 256, 1024}``, ``optimizer in {sgd, adam}``,
-    ``model in {W, learned}`` with the defaults for the rest.
     """
     trials = check.positive_int("trials", trials)
+    d = check.positive_int("d", d)
+    check.choice("optimizer", optimizer, GRID_OPTIMIZERS)
     per_seed = len(lrs) * len(layer_norms)
     seeds_per_program = max(1, MAX_PROGRAM_FLOATS // (per_seed * d * d))
     rows = []
@@ -442,23 +575,57 @@ def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimiz
         runs, trained = simulate(N=N, M=M, alpha=alpha, d=d, T=T, batch_size=batch_size, lrs=lrs,
                                  seeds=range(first, min(trials, first + seeds_per_program)),
                                  layer_norms=layer_norms, optimizer=optimizer, model=model, init=init,
-                                 device=device)
+                                 ties="first", device=device)
         rows += [{**run, "error": float(err), "diverged": bool(np.isnan(err))}
                  for run, err in zip(runs, trained.errors[:, -1], strict=True)]
     return rows
+
+
+def load_grid(path=None):
+    """The committed results of the paper's training grid, one row per run (chapter 4).
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        A gzip CSV written by the command in ``data/README.md`` (default :data:`GRID_FILE`,
+        ``data/training_grid.csv.gz`` in the repository).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`GRID_COLUMNS`: ``model``, ``optimizer`` (``"sgd"`` or ``"adam"``, the paper's),
+        ``lr`` (nominal :math:`\\gamma`), ``d``, ``T``, ``batch_size``, ``layer_norm``, ``seed``, ``error``
+        (``nan`` where ``diverged``), ``diverged``. ``attrs["runs"]`` is the number of rows and
+        ``attrs["expected"]`` the size of the full grid, :data:`GRID_RUNS`.
+    """
+    import pandas as pd
+
+    path = Path(GRID_FILE if path is None else path)
+    if not path.is_file():
+        raise ValueError(f"path: no grid file at {path}; the command in data/README.md writes it")
+    table = pd.read_csv(path)
+    missing = sorted(set(GRID_COLUMNS) - set(table.columns))
+    if missing:
+        raise ValueError(f"path: {path} lacks the columns {missing}")
+    table = table[list(GRID_COLUMNS)].astype({"model": str, "optimizer": str, "lr": float, "d": int, "T": int,
+                                              "batch_size": int, "layer_norm": bool, "seed": int,
+                                              "error": float, "diverged": bool})
+    table.attrs.update(runs=len(table), expected=GRID_RUNS)
+    return table
 
 
 # --- internals -------------------------------------------------------------------------------------
 
 @dataclass
 class _Problem:
-    """Validated inputs of :func:`train`, as tensors on one device."""
+    """Validated inputs of :func:`train`, as tensors on one device; ``lr`` maps each trained parameter
+    to its ``(R,)`` step sizes."""
 
     E: torch.Tensor
     U: torch.Tensor
     labels: torch.Tensor
     probs: torch.Tensor
-    lr: torch.Tensor
+    lr: dict
     tokens: torch.Tensor | None
     batch_size: int
     steps: int
@@ -466,7 +633,7 @@ class _Problem:
     W0: torch.Tensor | None
 
     @classmethod
-    def build(cls, E, U, labels, probs, lr, tokens, batch_size, steps, layer_norm, W0) -> _Problem:
+    def build(cls, E, U, labels, probs, lr, tokens, batch_size, steps, layer_norm, W0, names) -> _Problem:
         if not (isinstance(E, torch.Tensor) and isinstance(U, torch.Tensor)):
             raise TypeError("E and U must be torch tensors of shapes (R, N, d) and (R, M, d)")
         if E.ndim != 3 or U.ndim != 3 or E.shape[0] != U.shape[0] or E.shape[2] != U.shape[2]:
@@ -486,9 +653,13 @@ class _Problem:
         probs = np.asarray(probs, dtype=np.float64)
         if probs.shape != (N,) or probs.min() < 0 or not np.isclose(probs.sum(), 1.0):
             raise ValueError(f"probs must be N={N} non-negative numbers summing to 1")
-        lr_arr = np.broadcast_to(np.asarray(lr, dtype=np.float64), (R,)) if np.ndim(lr) <= 1 else None
-        if lr_arr is None or lr_arr.shape != (R,) or not np.all(np.isfinite(lr_arr)) or lr_arr.min() <= 0:
-            raise ValueError(f"lr must be a positive finite number or R={R} of them")
+        if isinstance(lr, Mapping):
+            if set(lr) != set(names):
+                raise ValueError(f"lr as a dict must give the step sizes of exactly the trained parameters "
+                                 f"{list(names)}, got {sorted(lr)}")
+            rates = {name: _run_rates(f"lr[{name!r}]", lr[name], R) for name in names}
+        else:
+            rates = dict.fromkeys(names, _run_rates("lr", lr, R))
         ln = np.broadcast_to(np.asarray(layer_norm), (R,)) if np.ndim(layer_norm) <= 1 else None
         if ln is None or ln.shape != (R,) or ln.dtype != bool:
             raise TypeError(f"layer_norm must be a bool or R={R} bools")
@@ -515,26 +686,41 @@ class _Problem:
         if W0 is not None and (not isinstance(W0, torch.Tensor) or W0.shape != (R, d, d)):
             raise ValueError(f"W0 must be a tensor of shape (R, d, d) = {(R, d, d)}")
         return cls(E, U, torch.as_tensor(labels, device=dev), torch.as_tensor(probs, device=dev, dtype=dt),
-                   torch.as_tensor(lr_arr.copy(), device=dev, dtype=dt), tokens, batch_size, steps,
-                   torch.as_tensor(ln.copy(), device=dev), None if W0 is None else W0.to(device=dev, dtype=dt))
+                   {name: torch.as_tensor(rate, device=dev, dtype=dt) for name, rate in rates.items()},
+                   tokens, batch_size, steps, torch.as_tensor(ln.copy(), device=dev),
+                   None if W0 is None else W0.to(device=dev, dtype=dt))
 
-    @property
-    def runs(self) -> int:
-        return self.E.shape[0]
-
-    def batch(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``t``'s evaluation points ``(idx, weights)``, shapes ``(R, P)``: the batch's samples
-        with weight ``1/B`` when ``B < N``, else all ``N`` tokens weighted by count/B (or by p)."""
-        R, N = self.runs, self.E.shape[1]
-        all_tokens = torch.arange(N, device=self.E.device).expand(R, N)
+    def batches(self):
+        """Each step's evaluation points ``(idx, weights)``, shapes ``(R, P)``: the distinct tokens of the
+        batch weighted by count / B (``P`` the most any run has at that step; the others padded with
+        distinct unseen tokens of weight 0), or all ``N`` tokens weighted by ``p`` in full-batch mode."""
+        R, N = self.E.shape[:2]
+        dev, dt = self.E.device, self.E.dtype
         if self.tokens is None:
-            return all_tokens, self.probs.expand(R, N)
-        chunk = self.tokens[:, t * self.batch_size:(t + 1) * self.batch_size]
-        if self.batch_size < N:
-            return chunk, torch.full(chunk.shape, 1.0 / self.batch_size, dtype=self.E.dtype, device=self.E.device)
-        counts = torch.zeros(R, N, dtype=self.E.dtype, device=self.E.device)
-        counts.scatter_add_(1, chunk, torch.ones_like(chunk, dtype=self.E.dtype))
-        return all_tokens, counts / self.batch_size
+            points = torch.arange(N, device=dev).expand(R, N), self.probs.expand(R, N)
+            for _ in range(self.steps):
+                yield points
+            return
+        B = self.batch_size
+        chunk = max(1, _BATCH_CHUNK_FLOATS // (R * N))
+        for first in range(0, self.steps, chunk):
+            last = min(self.steps, first + chunk)
+            samples = self.tokens[:, first * B:last * B].reshape(R, last - first, B)
+            counts = torch.zeros(R, last - first, N, dtype=dt, device=dev)
+            counts.scatter_add_(2, samples, torch.ones_like(samples, dtype=dt))
+            distinct = (counts > 0).sum(-1).amax(0).tolist()  # per step, the most distinct tokens of a run
+            weights, idx = counts.topk(max(distinct), dim=-1)  # by decreasing count: the seen tokens first
+            weights /= B
+            for s, width in enumerate(distinct):
+                yield idx[:, s, :width], weights[:, s, :width]
+
+
+def _run_rates(name: str, lr, R: int) -> np.ndarray:
+    """``lr`` as ``R`` positive finite step sizes (a scalar is broadcast)."""
+    rates = np.broadcast_to(np.asarray(lr, dtype=np.float64), (R,)) if np.ndim(lr) <= 1 else None
+    if rates is None or rates.shape != (R,) or not np.all(np.isfinite(rates)) or rates.min() <= 0:
+        raise ValueError(f"{name} must be a positive finite number or R={R} of them")
+    return rates.copy()
 
 
 def _schedule_factor(schedule: str, t: int, steps: int) -> float:
@@ -546,9 +732,13 @@ def _one_hot(labels: torch.Tensor, M: int, dtype) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels, M).to(dtype)
 
 
+def _runs_index(idx: torch.Tensor) -> torch.Tensor:
+    return torch.arange(idx.shape[0], device=idx.device)[:, None]
+
+
 def _batch_gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``table[r, idx[r, p]]`` for a table ``(R, N, ...)`` and indices ``(R, P)``."""
-    return table[torch.arange(table.shape[0], device=idx.device)[:, None], idx]
+    return table[_runs_index(idx), idx]
 
 
 def _softmax_residual(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor):
@@ -556,51 +746,133 @@ def _softmax_residual(logits: torch.Tensor, target: torch.Tensor, weights: torch
     logp = torch.log_softmax(logits, dim=-1)
     g = (logp.exp() - target) * weights[..., None]
     loss = -(logp * target).sum(-1)
-    return g, loss
+    return g, (loss * weights).sum(-1)
 
 
-def _forward(W, e, U, layer_norm):
-    """``h = W e``, the layer-norm factor ``r``, ``z = r h`` and logits ``U z`` for points ``e`` (R, P, d)."""
-    h = e @ W.transpose(1, 2)
+def _hidden(W, e, relu: bool) -> torch.Tensor:
+    """``h = W e`` (or ``ReLU(e)``) for points ``e`` (R, P, d)."""
+    return torch.relu(e) if relu else e @ W.transpose(1, 2)
+
+
+def _normalise(h: torch.Tensor, layer_norm: torch.Tensor):
+    """The layer-norm factor ``r`` (1 where a run has no layer norm) and ``z = r h``."""
     r = torch.where(layer_norm[:, None], ((h * h).sum(-1) + LAYER_NORM_EPS).rsqrt(),
                     torch.ones((), dtype=h.dtype, device=h.device))
-    z = h * r[..., None]
-    return h, r, z, z @ U.transpose(1, 2)
+    return r, h * r[..., None]
+
+
+@dataclass
+class _Backprop:
+    """One batch's forward and backward pass: points ``e``, hidden ``h``, normalised ``z``, logit residual
+    ``g``, the gradient ``dh`` in ``h`` and the weighted loss."""
+
+    e: torch.Tensor
+    h: torch.Tensor
+    z: torch.Tensor
+    g: torch.Tensor
+    dh: torch.Tensor
+    loss: torch.Tensor
+
+
+def _backprop(W, E, U, labels, idx, weights, layer_norm, relu: bool, h=None) -> _Backprop:
+    e = _batch_gather(E, idx)
+    if h is None:
+        h = _hidden(W, e, relu)
+    r, z = _normalise(h, layer_norm)
+    target = _one_hot(labels[idx], U.shape[1], z.dtype)
+    g, loss = _softmax_residual(z @ U.transpose(1, 2), target, weights)
+    dz = g @ U
+    proj = torch.where(layer_norm[:, None], r * r * (h * dz).sum(-1), torch.zeros_like(r))
+    dh = r[..., None] * (dz - proj[..., None] * h)
+    return _Backprop(e, h, z, g, dh, loss)
+
+
+def _block_rows(R: int, d: int) -> int:
+    """Rows of ``W`` per block of the one-pass update: all of them when the runs' ``W`` is small,
+    else about ``BLOCK_FLOATS`` entries a block."""
+    if R * d * d <= WHOLE_W_FLOATS:
+        return d
+    return max(1, min(d, BLOCK_FLOATS // (R * d)))
 
 
 class _DenseModel:
-    """``W`` stored densely; forward and backward written by hand."""
+    """Parameters stored densely; forward and backward written by hand (:func:`_backprop`)."""
 
-    def __init__(self, problem: _Problem, learn_embeddings: bool, optimizer: _Optimizer):
+    def __init__(self, problem: _Problem, model: str, optimizer: _Optimizer):
         self.p = problem
         R, N, d = problem.E.shape
-        self.W = (torch.zeros(R, d, d, dtype=problem.E.dtype, device=problem.E.device)
-                  if problem.W0 is None else problem.W0.clone())
-        self.E, self.U = problem.E.clone(), problem.U.clone()
-        self.learn = learn_embeddings
-        self.params = [self.W, self.E, self.U] if learn_embeddings else [self.W]
+        self.relu, self.names = model == "relu", PARAMETERS[model]
+        self.E = problem.E.clone(memory_format=torch.contiguous_format)
+        self.U = problem.U.clone(memory_format=torch.contiguous_format)
+        self.W = None
+        if not self.relu:
+            self.W = (torch.zeros(R, d, d, dtype=problem.E.dtype, device=problem.E.device)
+                      if problem.W0 is None else problem.W0.clone(memory_format=torch.contiguous_format))
         self.opt = optimizer
-        self.opt.attach(self.params)
+        self.opt.attach([getattr(self, name) for name in self.names])
+        self.rows = _block_rows(R, d)
+        self.ahead = None  # (idx, h): the forward pass of the next batch, computed in the last pass over W
 
-    def step(self, batch, lr: torch.Tensor) -> None:
+    def step(self, batch, lr: dict, following) -> None:
         idx, weights = batch
-        names = ("W", "E", "U") if self.learn else ("W",)
-        sgd = self.opt.name == "sgd"
-        _, grads = _gradients(self.W, self.E, self.U, self.p.labels, idx, weights, self.p.layer_norm, names,
-                              factor_W=sgd)
-        if not sgd:
-            self.opt.update(self.params, [grads[name] for name in names], lr)
+        h = self.ahead[1] if self.ahead is not None and self.ahead[0] is idx else None
+        self.ahead = None
+        bp = _backprop(self.W, self.E, self.U, self.p.labels, idx, weights, self.p.layer_norm, self.relu, h)
+        if self.opt.name not in ("sgd", "sign"):
+            grads = {}
+            if "W" in self.names:
+                grads["W"] = bp.dh.transpose(1, 2) @ bp.e
+            if "E" in self.names:
+                rows = bp.dh * (bp.e > 0) if self.relu else bp.dh @ self.W
+                grads["E"] = torch.zeros_like(self.E).index_put_((_runs_index(idx), idx), rows, accumulate=True)
+            if "U" in self.names:
+                grads["U"] = bp.g.transpose(1, 2) @ bp.z
+            self.opt.update([getattr(self, n) for n in self.names], [grads[n] for n in self.names],
+                            [lr[n] for n in self.names])
             return
-        dh_t, e = grads.pop("W")
-        self.W.baddbmm_(dh_t * -lr.view(-1, 1, 1), e)  # W -= lr dh^T e in one pass over W
-        if self.learn:
-            self.opt.update([self.E, self.U], [grads["E"], grads["U"]], lr)
+        grad_U = bp.g.transpose(1, 2) @ bp.z if "U" in self.names else None
+        grad_rows = bp.dh * (bp.e > 0) if self.relu else None
+        if self.W is not None:
+            ahead = following is not None and "E" not in self.names
+            e_next = _batch_gather(self.E, following[0]) if ahead else None
+            dE, h_next = self._update_W(bp, lr["W"], "E" in self.names, e_next)
+            if ahead:
+                self.ahead = (following[0], h_next)
+            if "E" in self.names:
+                grad_rows = dE
+        if "U" in self.names:
+            self.opt.apply(self.U, grad_U, lr["U"])
+        if "E" in self.names:  # the batch's tokens are distinct: update their rows only (the others' step is 0)
+            self.opt.apply(bp.e, grad_rows, lr["E"])
+            self.E[_runs_index(idx), idx] = bp.e
+
+    def _update_W(self, bp: _Backprop, lr: torch.Tensor, want_dE: bool, e_next):
+        r"""One pass over ``W`` in blocks of rows: the block's share of :math:`\partial_E = \partial_h W`
+        (before the update), its SGD or sign-descent update, and the next batch's :math:`h = W e`."""
+        W, dh, e = self.W, bp.dh, bp.e
+        R, d = W.shape[:2]
+        sgd = self.opt.name == "sgd"
+        dh_t = dh.transpose(1, 2) * -lr.view(R, 1, 1) if sgd else dh.transpose(1, 2)
+        inv_rate = (-1.0 / lr).view(R, 1, 1)
+        dE = torch.zeros_like(dh) if want_dE else None
+        h_next = None if e_next is None else torch.empty(R, d, e_next.shape[1], dtype=W.dtype, device=W.device)
+        for start in range(0, d, self.rows):
+            rows = slice(start, start + self.rows)
+            block = W[:, rows]
+            if want_dE:
+                dE.baddbmm_(dh[:, :, rows], block)
+            if sgd:
+                block.baddbmm_(dh_t[:, rows], e)
+            else:
+                grad = torch.bmm(dh_t[:, rows], e)
+                block.addcdiv_(grad, grad.abs().add_(self.opt.eps).mul_(inv_rate))
+            if h_next is not None:
+                h_next[:, rows] = torch.bmm(block, e_next.transpose(1, 2))
+        return dE, None if h_next is None else h_next.transpose(1, 2)
 
     def scores(self) -> torch.Tensor:
-        return _forward(self.W, self.E, self.U, self.p.layer_norm)[3].transpose(1, 2)
-
-    def evaluate(self):
-        return _evaluate(self.scores(), self.p)
+        h = _hidden(self.W, self.E, self.relu)
+        return (_normalise(h, self.p.layer_norm)[1] @ self.U.transpose(1, 2)).transpose(1, 2)
 
     def weights(self) -> torch.Tensor:
         return self.W
@@ -610,7 +882,7 @@ class _FactorisedModel:
     r"""``W = W0 + K^T A E`` with ``K = [U; E W0^T]`` (or ``U`` when ``W0 = 0``); carries
     ``C = A G_E + [0; I]``, the coefficients of every ``h_x = W e_x`` in the rows of ``K``."""
 
-    def __init__(self, problem: _Problem):
+    def __init__(self, problem: _Problem, normalise: bool):
         self.p = problem
         self.E, self.U = problem.E, problem.U
         R, N, _ = self.E.shape
@@ -623,7 +895,7 @@ class _FactorisedModel:
         self.C = torch.zeros_like(self.A)
         if problem.W0 is not None:
             self.C[:, M:] = torch.eye(N, dtype=self.E.dtype, device=self.E.device)
-        self.normalise = False
+        self.normalise = normalise
 
     def _forward(self, C: torch.Tensor):
         """Raw scores ``U h``, layer-norm factor and logits for coefficient columns ``C`` (R, k, P)."""
@@ -635,9 +907,10 @@ class _FactorisedModel:
                         torch.ones((), dtype=raw.dtype, device=raw.device))
         return raw, r, raw * r[:, None, :]
 
-    def step(self, batch, lr: torch.Tensor) -> None:
+    def step(self, batch, lr: dict, following=None) -> None:
         """One step on the points ``idx`` (R, P): every product is ``k x P`` or ``P x N``, never ``d``."""
         idx, weights = batch
+        lr = lr["W"]
         M = self.U.shape[1]
         cols = idx[:, None, :].expand(-1, self.C.shape[1], -1)
         C = self.C.gather(2, cols)
@@ -661,22 +934,20 @@ class _FactorisedModel:
     def scores(self) -> torch.Tensor:
         return self._forward(self.C)[2]
 
-    def evaluate(self):
-        return _evaluate(self.scores(), self.p)
-
     def weights(self) -> torch.Tensor:
         W = self.K.transpose(1, 2) @ self.A @ self.E
         return W if self.p.W0 is None else W + self.p.W0
 
 
-def _evaluate(scores: torch.Tensor, p: _Problem):
+def _evaluate(scores: torch.Tensor, p: _Problem, ties: str):
     """Population error and loss of score tables ``(R, M, N)``."""
     logp = torch.log_softmax(scores, dim=1).gather(1, p.labels.expand(scores.shape[0], -1)[:, None, :])[:, 0]
-    return scores_error(scores, p.labels, p.probs), -(logp @ p.probs)
+    return scores_error(scores, p.labels, p.probs, ties=ties), -(logp @ p.probs)
 
 
 class _Optimizer:
-    """Per-run step sizes applied to a list of parameters: SGD, normalised SGD or Adam."""
+    """Per-run step sizes applied to parameters: SGD and sign descent (no state, :meth:`apply`), normalised
+    SGD and Adam (:meth:`update`, with Adam's moments)."""
 
     def __init__(self, name: str, betas, eps: float):
         self.name, self.betas, self.eps = name, betas, eps
@@ -687,16 +958,22 @@ class _Optimizer:
             self.m = [torch.zeros_like(p) for p in params]
             self.v = [torch.zeros_like(p) for p in params]
 
-    def update(self, params, grads, lr: torch.Tensor) -> None:
+    def apply(self, param: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor) -> None:
+        """In place, SGD ``param -= lr * grad`` or sign descent ``param -= lr * grad / (|grad| + eps)``."""
+        rate = lr.view(-1, *([1] * (param.ndim - 1)))
+        if self.name == "sgd":
+            param.sub_(rate * grad)
+        else:
+            param.addcdiv_(grad, grad.abs().add_(self.eps).div_(-rate))
+
+    def update(self, params, grads, lrs) -> None:
         self.t += 1
         if self.name == "adam" and params[0][0].numel() >= FUSED_ADAM_MIN_SIZE and hasattr(torch, "_fused_adam_"):
-            self._fused_adam(params, grads, lr)
+            self._fused_adam(params, grads, lrs)
             return
-        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        for i, (param, grad, lr) in enumerate(zip(params, grads, lrs, strict=True)):
             rate = lr.view(-1, *([1] * (param.ndim - 1)))
-            if self.name == "sgd":
-                param.sub_(rate * grad)
-            elif self.name == "nsgd":
+            if self.name == "nsgd":
                 norm = grad.flatten(1).norm(dim=1).view_as(rate)
                 param.sub_(rate * grad / (norm + _NORM_EPS))
             else:
@@ -712,12 +989,13 @@ class _Optimizer:
         denom = v.sqrt().div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps).div_(rate)
         param.addcdiv_(m, denom, value=-1 / (1 - b1 ** self.t))
 
-    def _fused_adam(self, params, grads, lr: torch.Tensor) -> None:
+    def _fused_adam(self, params, grads, lrs) -> None:
         """The same update with torch's fused Adam kernel (one pass over each tensor), one call per run
-        because the kernel takes one step size; worth it when a run's memory is large."""
+        and parameter because the kernel takes one step size; worth it when a run's memory is large."""
         step = torch.full((), float(self.t), device=params[0].device)
         b1, b2 = self.betas
-        for r, rate in enumerate(lr.tolist()):
-            torch._fused_adam_([p[r] for p in params], [g[r] for g in grads], [m[r] for m in self.m],
-                               [v[r] for v in self.v], [], [step] * len(params), lr=rate, beta1=b1, beta2=b2,
-                               weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+        for i, (param, grad, lr) in enumerate(zip(params, grads, lrs, strict=True)):
+            for r, rate in enumerate(lr.tolist()):
+                torch._fused_adam_([param[r]], [grad[r]], [self.m[i][r]], [self.v[i][r]], [], [step], lr=rate,
+                                   beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps, amsgrad=False,
+                                   maximize=False)

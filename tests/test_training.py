@@ -314,3 +314,174 @@ def test_slice_losses_and_coordinates_on_the_two_token_plane():
     coords = torch.as_tensor(training.slice_coordinates(run.history[0], E[0], U[0], labels))
     rebuilt = coords[:, 0, None, None] * D[0] + coords[:, 1, None, None] * D[1]
     torch.testing.assert_close(rebuilt, run.history[0], rtol=0, atol=1e-10)
+
+
+def reference_run(E, U, W0, tokens, lr, batch_size, optimizer, layer_norm, model):
+    """One run the way the paper's code trains it: parameters as leaf tensors, autograd, torch.optim
+    (SGD at lr for every parameter; Adam with betas (0, 0) at lr/d for W and lr/sqrt(d) for E, U),
+    the mean cross-entropy of each batch of the single pass. (Scores E[x] W^T U^T: the paper's code
+    multiplies by W itself, the same law for W0 = randn / sqrt(d).)"""
+    d = E.shape[1]
+    E, U = E.clone(), U.clone()
+    W = None if model == "relu" else W0.clone()
+    params = {"W": [W], "learned": [W, E, U], "relu": [E, U]}[model]
+    for p in params:
+        p.requires_grad_()
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr)
+    else:
+        groups = [{"params": [p], "lr": lr / d if p is W else lr / d ** 0.5} for p in params]
+        opt = torch.optim.Adam(groups, betas=(0.0, 0.0))
+    labels = torch.as_tensor(zipf.mod_labels(E.shape[0], U.shape[0]))
+
+    def scores(x):
+        h = torch.relu(E[x]) if model == "relu" else E[x] @ W.T
+        if layer_norm:
+            h = h / torch.sqrt((h ** 2).sum(-1, keepdim=True) + 1e-6)
+        return h @ U.T
+
+    for x in torch.as_tensor(tokens).split(batch_size):
+        loss = torch.nn.functional.cross_entropy(scores(x), labels[x])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = scores(torch.arange(E.shape[0]))
+    return out, (None if W is None else W.detach()), E.detach(), U.detach()
+
+
+@pytest.mark.parametrize("model", training.MODELS)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_size", [4, 32])
+def test_paper_grid_runs_equal_the_reference_training_loop(model, optimizer, batch_size):
+    """Batched runs of simulate (float64: four step sizes x layer norm, compressed batches, the one-pass
+    update of W) reproduce the reference loop run by run, parameters and scores to 1e-9 relative.
+    B = 4 < N has repeated tokens in a batch; B = 32 > N = 20 too."""
+    d, T, lrs = 12, 64, (0.1, 1.0, 10.0)
+    runs, out = training.simulate(N=N, M=M, d=d, T=T, batch_size=batch_size, lrs=lrs, seeds=(0, 1),
+                                  layer_norms=(False, True), optimizer=optimizer, model=model, init="random",
+                                  dtype=torch.float64, keep_weights=True)
+    E, U = training.run_embeddings([r["seed"] for r in runs], N, M, d, dtype=torch.float64)
+    W0 = training.initial_memory([r["seed"] for r in runs], d, init="random", dtype=torch.float64)
+    for i, run in enumerate(runs):
+        tokens = zipf.sample_tokens(N, ALPHA, T, run["seed"])
+        scores, W, E_ref, U_ref = reference_run(E[i], U[i], W0[i], tokens, run["lr"], batch_size, optimizer,
+                                                run["layer_norm"], model)
+        if not torch.isfinite(scores).all():  # diverged (SGD at large steps): so must ours be
+            assert not torch.isfinite(out.scores[i]).all() and np.isnan(out.errors[i, -1]), run
+            continue
+        close = dict(rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(out.scores[i].T, scores, **close, msg=str(run))
+        if W is not None:
+            torch.testing.assert_close(out.W[i], W, **close)
+        torch.testing.assert_close(out.E[i], E_ref, **close)
+        torch.testing.assert_close(out.U[i], U_ref, **close)
+
+
+@pytest.mark.parametrize("model", ["W", "learned"])
+@pytest.mark.parametrize("optimizer", ["sgd", "sign"])
+def test_one_pass_update_in_blocks_equals_whole_W(model, optimizer, monkeypatch):
+    """The one-pass update of W in blocks of rows (with the next forward pass computed in it) equals the
+    update of W whole, to rounding: float64, 1e-12 relative."""
+    E, U, tokens = small_problem(R=3, d=12, T=64)
+    W0 = training.initial_memory(range(3), 12, init="random", dtype=torch.float64)
+    kwargs = dict(lr=[0.05, 0.5, 5.0], tokens=tokens, batch_size=8, optimizer=optimizer, model=model,
+                  layer_norm=[False, True, True], W0=W0, method="dense", eval_every=4)
+    whole = training.train(E, U, LABELS, PROBS, **kwargs)
+    monkeypatch.setattr(training, "WHOLE_W_FLOATS", 0)
+    monkeypatch.setattr(training, "BLOCK_FLOATS", 3 * 12 * 5)  # blocks of 5 rows: 5 + 5 + 2
+    assert training._block_rows(3, 12) == 5
+    blocks = training.train(E, U, LABELS, PROBS, **kwargs)
+    torch.testing.assert_close(blocks.W, whole.W, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(blocks.E, whole.E, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blocks.losses, whole.losses, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_relu_model_gradients_match_autograd(layer_norm):
+    R, d, P = 2, 7, 9
+    gen = torch.Generator().manual_seed(1)
+    E, U = (torch.randn(R, *shape, generator=gen, dtype=torch.float64) for shape in ((N, d), (M, d)))
+    idx = torch.randint(0, N, (R, P), generator=gen)
+    idx[:, 1] = idx[:, 0]
+    weights = torch.rand(R, P, generator=gen, dtype=torch.float64)
+    labels = torch.as_tensor(LABELS)
+    loss, grads = training.gradients(None, E, U, labels, idx, weights, layer_norm, wrt=("E", "U"), model="relu")
+    params = [t.clone().requires_grad_() for t in (E, U)]
+    h = torch.relu(params[0][torch.arange(R)[:, None], idx])
+    if layer_norm:
+        h = h / torch.sqrt((h ** 2).sum(-1, keepdim=True) + 1e-6)
+    logits = torch.einsum("rmi,rpi->rpm", params[1], h)
+    ref = (torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[idx], reduction="none") * weights).sum(-1)
+    ref.sum().backward()
+    torch.testing.assert_close(loss, ref.detach())
+    for name, param in zip("EU", params, strict=True):
+        torch.testing.assert_close(grads[name], param.grad, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="wrt"):
+        training.gradients(None, E, U, labels, idx, weights, model="relu")
+
+
+def test_grid_learning_rates_are_the_papers():
+    assert training.grid_learning_rates("sgd", "learned", 10.0, 100) == ("sgd", {"W": 10.0, "E": 10.0, "U": 10.0})
+    rule, lr = training.grid_learning_rates("adam", "learned", 10.0, 100)
+    assert rule == "sign" and lr == {"W": pytest.approx(0.1), "E": pytest.approx(1.0), "U": pytest.approx(1.0)}
+    assert training.grid_learning_rates("adam", "W", 10.0, 400)[1] == {"W": pytest.approx(0.025)}
+    assert training.grid_learning_rates("adam", "relu", 10.0, 400)[1] == {"E": pytest.approx(0.5),
+                                                                          "U": pytest.approx(0.5)}
+    assert training.grid_learning_rates("torch_adam", "W", 3.0, 10) == ("adam", {"W": 3.0})
+    with pytest.raises(ValueError, match="optimizer"):
+        training.grid_learning_rates("adamw", "W", 1.0, 10)
+
+
+def test_sign_descent_has_no_state_and_equals_torch_adam_with_zero_betas():
+    """Sign descent is Adam with betas (0, 0) at every step, not only the first (float64, 1e-12)."""
+    E, U, tokens = small_problem(R=2, T=64)
+    kwargs = dict(lr={"W": 0.01, "E": 0.1, "U": 0.2}, tokens=tokens, batch_size=8, model="learned", eps=1e-8)
+    sign = training.train(E, U, LABELS, PROBS, optimizer="sign", **kwargs)
+    adam = training.train(E, U, LABELS, PROBS, optimizer="adam", betas=(0.0, 0.0), **kwargs)
+    for name in "WEU":
+        torch.testing.assert_close(getattr(sign, name), getattr(adam, name), rtol=1e-12, atol=1e-12)
+
+
+def test_per_parameter_learning_rates():
+    """A dict of step sizes: W's step alone moves W; E and U keep theirs (SGD, learned embeddings)."""
+    E, U, tokens = small_problem(R=2, T=32)
+    W0 = training.initial_memory(range(2), 12, init="random", dtype=torch.float64)
+    both = dict(tokens=tokens, batch_size=16, model="learned", W0=W0)
+    slow_W = training.train(E, U, LABELS, PROBS, lr={"W": 1e-300, "E": 1.0, "U": 1.0}, **both)
+    torch.testing.assert_close(slow_W.W, W0, rtol=0, atol=1e-290)
+    assert (slow_W.U - U).abs().max() > 1e-3 and (slow_W.E - E).abs().max() > 1e-3
+    slow_EU = training.train(E, U, LABELS, PROBS, lr={"W": 1.0, "E": 1e-300, "U": 1e-300}, **both)
+    torch.testing.assert_close(slow_EU.U, U, rtol=0, atol=1e-290)
+    assert (slow_EU.W - W0).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="exactly the trained parameters"):
+        training.train(E, U, LABELS, PROBS, lr={"W": 1.0}, **both)
+    with pytest.raises(ValueError, match=r"lr\['E'\]"):
+        training.train(E, U, LABELS, PROBS, lr={"W": 1.0, "E": -1.0, "U": 1.0}, **both)
+
+
+def test_error_tie_rules():
+    """Scores all 0 (an empty memory): ties count as errors (error 1), or argmax picks class 0 and the
+    error is 1 - p(tokens of class 0)."""
+    scores = torch.zeros(1, M, N, dtype=torch.float64)
+    assert training.scores_error(scores, LABELS, PROBS).item() == pytest.approx(1.0)
+    first = training.scores_error(scores, LABELS, PROBS, ties="first").item()
+    assert first == pytest.approx(1.0 - PROBS[LABELS == 0].sum())
+    scores[0, 2, 3] = 1.0  # token 3 (label 4) now predicts class 2: wrong under both rules
+    scores[0, 4, 4] = 1.0  # token 4 (label 0) predicts class 4: wrong under both rules
+    assert training.scores_error(scores, LABELS, PROBS, ties="first").item() == pytest.approx(first + PROBS[4])
+
+
+def test_relu_model_with_dead_units_ties_like_the_papers_argmax():
+    """An input whose embedding is all negative has ReLU(e) = 0, scores 0 for every class and no gradient:
+    with ties="first" it is right exactly when its class is 0."""
+    E, U, tokens = small_problem(R=1, d=4, T=32)
+    E[0, 5] = -1.0  # token 5: class 0, dead
+    E[0, 6] = -1.0  # token 6: class 1, dead
+    out = training.train(E, U, LABELS, PROBS, lr=1.0, tokens=tokens, batch_size=8, model="relu", ties="first")
+    torch.testing.assert_close(out.E[0, 5:7], E[0, 5:7], rtol=0, atol=0)
+    assert out.scores[0, 0, 6] == 0 and out.scores[0, :, 6].abs().max() == 0
+    pred = out.scores[0].argmax(0)
+    assert pred[5] == 0 and pred[6] == 0
+    err = ((pred != torch.as_tensor(LABELS)).double() @ torch.as_tensor(PROBS)).item()
+    assert out.errors[0, -1] == pytest.approx(err)
