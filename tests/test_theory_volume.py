@@ -111,3 +111,20 @@ def test_loss_from_log_partition_matches_the_direct_form_and_stays_finite():
     assert volume.loss_from_log_partition(-30.0) == pytest.approx(np.exp(30.0) - 30.0, rel=1e-14)
     with pytest.raises(ValueError, match="log_Z"):
         volume.loss_from_log_partition(np.nan)
+
+
+@pytest.mark.parametrize("n, n_p", [(1, 3.0), (10, 5.0), (2048, 256.0), (100_000, 1e6)])
+def test_radius_at_unit_partition_solves_Z_equal_one(n, n_p):
+    r = volume.radius_at_unit_partition(n, n_p)
+    # bisection to a relative 1e-13 in r, and d log I / d log r <= n: the residual is below n * 1e-12
+    assert np.log(n_p) + volume.log_ball_gaussian_integral(n, r) == pytest.approx(0.0, abs=n * 1e-12)
+    r_bound = volume.radius_at_unit_partition(n, n_p, exact=False)
+    assert np.log(n_p) + volume.log_ball_volume(n, r_bound) == pytest.approx(0.0, abs=1e-9)
+    assert r_bound < r  # the volume bound reaches Z = 1 at a smaller radius
+
+
+def test_radius_at_unit_partition_is_nan_when_no_radius_suffices():
+    # n = 1: the whole line integrates to sqrt(pi) < 1 / 0.5, so half a pattern never reaches Z = 1
+    assert np.isnan(volume.radius_at_unit_partition(1, 0.5))
+    np.testing.assert_allclose(volume.radius_at_unit_partition([2, 2], [1.0, 4.0]),
+                               [np.sqrt(-np.log(1 - 1 / np.pi)), np.sqrt(-np.log(1 - 1 / (4 * np.pi)))], rtol=1e-10)

@@ -28,6 +28,7 @@ __all__ = [
     "loss_from_log_partition",
     "patterns_at_unit_partition",
     "log_partition_bracket",
+    "radius_at_unit_partition",
     "volume_bound_balance",
 ]
 
@@ -140,6 +141,51 @@ def log_partition_bracket(n, r=None) -> tuple[np.ndarray, np.ndarray]:
     radius = theory_radius(n) if r is None else check.positive_array("r", r)
     upper = log_ball_volume(n, radius)
     return upper - np.asarray(radius, dtype=np.float64) ** 2, upper
+
+
+def radius_at_unit_partition(n, n_patterns, *, exact: bool = True) -> np.ndarray:
+    r"""The radius :math:`r` at which :math:`n_p` disjoint balls give :math:`Z = 1`:
+    :math:`n_p\,I_n(r) = 1`, with :math:`I_n` the exact ball integral (or, with ``exact=False``, the
+    volume bound :math:`V_n(r)`, whose root is :math:`r = (\Gamma(1 + n/2)/n_p)^{1/n}/\sqrt\pi`).
+
+    Both integrals increase with :math:`r`; the exact one is bounded by :math:`\pi^{n/2}`, so a
+    root exists when :math:`n_p\,\pi^{n/2} > 1` (else ``nan``). Solved in log space by bisection.
+
+    Parameters
+    ----------
+    n : int or array of int
+        Dimensions (>= 1).
+    n_patterns : float or array
+        Numbers of patterns :math:`n_p` (> 0); broadcasts with ``n``.
+    exact : bool
+        Exact ball integral (default) or the volume bound.
+    """
+    n = _dimensions(n)
+    log_np = np.log(check.positive_array("n_patterns", n_patterns))
+    n, log_np = np.broadcast_arrays(n, log_np)
+    out = np.full(n.shape, np.nan)
+    for index in np.ndindex(n.shape):
+        dim, target = float(n[index]), -float(log_np[index])
+        if not exact:
+            out[index] = np.exp((special.gammaln(1.0 + 0.5 * dim) + target) / dim) / np.sqrt(np.pi)
+            continue
+        if 0.5 * dim * np.log(np.pi) <= target:
+            continue
+        low, high = 1e-3, 1.0
+        while log_ball_gaussian_integral(dim, low)[()] > target:
+            low /= 2.0
+        while log_ball_gaussian_integral(dim, high)[()] < target:
+            high *= 2.0
+        for _ in range(200):
+            mid = 0.5 * (low + high)
+            if log_ball_gaussian_integral(dim, mid)[()] < target:
+                low = mid
+            else:
+                high = mid
+            if high - low <= 1e-13 * high:
+                break
+        out[index] = 0.5 * (low + high)
+    return out[()] if out.ndim == 0 else out
 
 
 def volume_bound_balance(d_emb, context: int, n_layers: int = 1, A: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
