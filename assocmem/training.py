@@ -29,7 +29,7 @@ implementations share the interface of :func:`train`:
   sign descent and learned embeddings leave the span.
 
 :func:`optimization_grid` is the paper's training grid as a sweep experiment; :func:`load_grid` reads
-its committed results (``data/training_grid.csv.gz``). Chapter 4 of the book runs every experiment
+its committed results (``data/training_grid/training_grid.csv.gz``). Chapter 4 of the book runs every experiment
 through this module.
 """
 
@@ -52,7 +52,7 @@ __all__ = ["OPTIMIZERS", "GRID_OPTIMIZERS", "SCHEDULES", "MODELS", "PARAMETERS",
            "gradients", "scores_error", "initial_memory", "run_embeddings", "grid_learning_rates",
            "two_token_setup", "two_token_run", "slice_directions", "slice_losses", "slice_coordinates",
            "simulate", "decoupled_comparison", "optimization_grid", "GRID_AXES", "GRID_RUNS", "GRID_FILE",
-           "GRID_COLUMNS", "load_grid"]
+           "GRID_COLUMNS", "load_grid", "write_grid_file"]
 
 OPTIMIZERS = ("sgd", "nsgd", "adam", "sign")
 GRID_OPTIMIZERS = ("sgd", "adam", "torch_adam", "sign", "nsgd")
@@ -543,7 +543,7 @@ def _memory_error(q: np.ndarray, probs, labels, E, U) -> np.ndarray:
 GRID_AXES = {"d": (10, 20, 50, 100, 200, 500, 1000), "T": (1024, 10_240, 102_400),
              "batch_size": (16, 64, 256, 1024), "optimizer": ("sgd", "adam"), "model": MODELS}
 GRID_RUNS = 7 * 3 * 4 * 2 * 3 * (10 * 4 * 2)  # the axes above x 10 seeds x 4 step sizes x layer norm on/off
-GRID_FILE = Path(__file__).resolve().parent.parent / "data" / "training_grid.csv.gz"
+GRID_FILE = Path(__file__).resolve().parent.parent / "data" / "training_grid" / "training_grid.csv.gz"
 GRID_COLUMNS = ("model", "optimizer", "lr", "d", "T", "batch_size", "layer_norm", "seed", "error", "diverged")
 
 
@@ -560,7 +560,7 @@ def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimiz
     fresh samples in batches of ``batch_size``, the error of ``argmax`` (first class on ties, as the
     paper's code). ``optimizer`` is one of :data:`GRID_OPTIMIZERS` (``"adam"`` is the paper's, see
     :func:`grid_learning_rates`), ``model`` one of :data:`MODELS`. The full grid (:data:`GRID_AXES`,
-    40,320 runs) is run by the command in ``data/README.md`` and read back by :func:`load_grid`.
+    40,320 runs) is run by the command in ``data/training_grid/README.md`` and read back by :func:`load_grid`.
 
     The runs go in as few batched programs as keep each ``R x d x d`` tensor under
     ``MAX_PROGRAM_FLOATS`` entries (all of them at once up to ``d`` of a few hundred).
@@ -587,8 +587,8 @@ def load_grid(path=None):
     Parameters
     ----------
     path : str or path-like, optional
-        A gzip CSV written by the command in ``data/README.md`` (default :data:`GRID_FILE`,
-        ``data/training_grid.csv.gz`` in the repository).
+        A gzip CSV written by the command in ``data/training_grid/README.md`` (default :data:`GRID_FILE`,
+        ``data/training_grid/training_grid.csv.gz`` in the repository).
 
     Returns
     -------
@@ -602,7 +602,7 @@ def load_grid(path=None):
 
     path = Path(GRID_FILE if path is None else path)
     if not path.is_file():
-        raise ValueError(f"path: no grid file at {path}; the command in data/README.md writes it")
+        raise ValueError(f"path: no grid file at {path}; the command in data/training_grid/README.md writes it")
     table = pd.read_csv(path)
     missing = sorted(set(GRID_COLUMNS) - set(table.columns))
     if missing:
@@ -612,6 +612,47 @@ def load_grid(path=None):
                                               "error": float, "diverged": bool})
     table.attrs.update(runs=len(table), expected=GRID_RUNS)
     return table
+
+
+def write_grid_file(path=None, *, cache=True) -> int:
+    """Write the finished runs of the paper's grid (:data:`GRID_AXES`) from the sweep cache to a gzip CSV
+    with the columns :data:`GRID_COLUMNS`, in the grid's order; points not finished yet are left out (the
+    CLI command in ``data/training_grid/README.md`` computes them, and this call is run again).
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        Where to write (default :data:`GRID_FILE`); written atomically, byte-for-byte reproducible
+        (no time stamp in the gzip header).
+    cache : True, str or path-like
+        The sweep cache the CLI wrote (``--cache DIR``; ``True`` is the default cache).
+
+    Returns
+    -------
+    int
+        The number of runs written (:data:`GRID_RUNS` once the grid is complete).
+    """
+    import gzip
+
+    import pandas as pd
+
+    from . import sweep
+    from ._io import atomic_write
+
+    store = sweep.DiskCache() if cache is True else sweep.DiskCache(cache)
+    rows = []
+    for config in sweep.grid(**GRID_AXES):
+        full = optimization_grid.config(config)
+        found = store.load(sweep.config_key(optimization_grid, full))
+        rows += [{**full, **row} for row in found or ()]
+    text = pd.DataFrame(rows, columns=list(GRID_COLUMNS)).to_csv(index=False).encode()
+
+    def write(handle) -> None:
+        with gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as archive:
+            archive.write(text)
+
+    atomic_write(Path(GRID_FILE if path is None else path), write, binary=True)
+    return len(rows)
 
 
 # --- internals -------------------------------------------------------------------------------------

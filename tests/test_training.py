@@ -485,3 +485,17 @@ def test_relu_model_with_dead_units_ties_like_the_papers_argmax():
     assert pred[5] == 0 and pred[6] == 0
     err = ((pred != torch.as_tensor(LABELS)).double() @ torch.as_tensor(PROBS)).item()
     assert out.errors[0, -1] == pytest.approx(err)
+
+
+def test_grid_file_round_trip(tmp_path):
+    """write_grid_file writes the finished points of the grid from a sweep cache (here one point, so 80
+    runs) and load_grid reads them back with the documented columns and types; no file is an error."""
+    point = {"d": 10, "T": 1024, "batch_size": 1024, "optimizer": "adam", "model": "relu"}
+    table = sweep.run_sweep("optimization_grid", [point], cache=tmp_path / "cache", progress=False)
+    assert training.write_grid_file(tmp_path / "grid.csv.gz", cache=tmp_path / "cache") == 80
+    loaded = training.load_grid(tmp_path / "grid.csv.gz")
+    assert list(loaded.columns) == list(training.GRID_COLUMNS) and loaded.attrs == {"runs": 80, "expected": 40_320}
+    np.testing.assert_array_equal(loaded["error"], table["error"])
+    assert (loaded["model"] == "relu").all() and (loaded["d"] == 10).all() and loaded["layer_norm"].dtype == bool
+    with pytest.raises(ValueError, match="path"):
+        training.load_grid(tmp_path / "missing.csv.gz")
