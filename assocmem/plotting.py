@@ -71,7 +71,7 @@ def figure(ncols: int = 1, *, width: float = 4.2, height: float = 3.2, **kwargs)
     height : float
         Height of the figure in inches (default 3.2).
     **kwargs
-        Passed to :func:`matplotlib.pyplot.subplots` (e.g. ``sharey=True``).
+        Passed to ``matplotlib.pyplot.subplots`` (e.g. ``sharey=True``).
 
     Returns
     -------
@@ -98,7 +98,7 @@ def legend_outside(ax, where: str = "below", *, ncols: int | None = None, **kwar
     ncols : int, optional
         Columns of entries; default 1, or 2 below or above a panel wider than 4 inches.
     **kwargs
-        Passed to :meth:`matplotlib.axes.Axes.legend` (e.g. ``title=``, ``fontsize=``).
+        Passed to ``Axes.legend`` (e.g. ``title=``, ``fontsize=``).
     """
     places = {"below": ("upper center", (0.5, -0.16)), "right": ("center left", (1.02, 0.5)),
               "above": ("lower center", (0.5, 1.02))}
