@@ -214,13 +214,16 @@ def lp_memory_error(d: int, M: int, N: int, alpha: float, seed: int) -> dict:
 
 # --------------------------------------------------------------------------- cross-entropy memories
 
-def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps: int = 2000,
-                     lr: float = 0.05) -> training.Trained:
-    r"""``R`` memories trained to convergence by full-batch cross-entropy on a weighting of the tokens.
+def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps: int = 1000,
+                     lr: float = 0.05) -> dict:
+    r"""``R`` memories trained by full-batch cross-entropy on a weighting of the tokens.
 
-    Minimises :math:`\sum_x w(x)\, \ell(x)` with Adam (default betas) from :math:`W = 0`, through
-    :func:`assocmem.training.train`; ``w = p`` gives the population loss, ``w`` uniform the loss of
-    storing every token equally, ``w = n_x/T`` the empirical loss of ``T`` samples.
+    Minimises :math:`\sum_x w(x)\, \ell(x)`, :math:`\ell(x) = -\log \mathrm{softmax}_y(a_y^\top Z e_x)`,
+    with Adam (torch's, default betas) from :math:`Z = 0` in the reduced coordinates of
+    :func:`score_basis` (:math:`W = QZ` has the same scores, and ``Z`` is ``min(M, d) x d``). Runs are
+    independent: the summed loss separates and Adam acts entry by entry. ``w = p`` gives the population
+    loss, ``w`` uniform the loss of storing every token equally, ``w = n_x / T`` the empirical loss of
+    ``T`` samples.
 
     Parameters
     ----------
@@ -228,8 +231,8 @@ def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps
         Embeddings of each run.
     labels : array_like of int, shape ``(N,)``
         Classes.
-    weights : array_like, shape ``(N,)``
-        Token weights summing to 1.
+    weights : array_like, shape ``(N,)`` or ``(R, N)``
+        Non-negative token weights (one row per run, or one for all).
     steps : int
         Full-batch steps.
     lr : float
@@ -237,11 +240,40 @@ def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps
 
     Returns
     -------
-    assocmem.training.Trained
+    dict
+        ``scores`` (R, M, N), ``W`` (R, d, d) and ``loss`` (R,) at the end.
     """
+    if not (isinstance(E, torch.Tensor) and isinstance(U, torch.Tensor)) or E.ndim != 3 or U.ndim != 3 \
+            or E.shape[0] != U.shape[0] or E.shape[2] != U.shape[2]:
+        raise ValueError("E and U must be tensors of shapes (R, N, d) and (R, M, d)")
+    R, N, d = E.shape
+    M = U.shape[1]
+    labels = torch.as_tensor(_labels(labels, N, M))
     steps = check.positive_int("steps", steps)
     lr = check.real("lr", lr, low=0.0, low_open=True)
-    return training.train(E, U, labels, weights, lr=lr, steps=steps, optimizer="adam", method="dense")
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (R, N)) if np.ndim(weights) in (1, 2) else None
+    if w is None or not np.all(np.isfinite(w)) or w.min() < 0:
+        raise ValueError(f"weights must be finite and >= 0 with shape (N,) or (R, N) = ({R}, {N})")
+    E, U = E.to(torch.float64), U.to(torch.float64)
+    w = torch.as_tensor(w.copy())
+    Q, Rm = torch.linalg.qr(U.transpose(1, 2))                          # U^T = Q R per run
+    A = Rm.transpose(1, 2)                                               # (R, M, r)
+    features = E.transpose(1, 2)                                         # (R, d, N)
+    Z = torch.zeros(R, A.shape[2], d, dtype=torch.float64, requires_grad=True)
+    adam = torch.optim.Adam([Z], lr=lr)
+    index = labels.expand(R, 1, N)
+
+    def losses():
+        scores = A @ Z @ features                                        # (R, M, N)
+        return scores, -(torch.log_softmax(scores, dim=1).gather(1, index)[:, 0] * w).sum(-1)
+
+    for _ in range(steps):
+        adam.zero_grad()
+        losses()[1].sum().backward()
+        adam.step()
+    with torch.no_grad():
+        scores, loss = losses()
+        return {"scores": scores, "W": Q @ Z, "loss": loss}
 
 
 @experiment("capacity_zipf_error")
@@ -262,7 +294,7 @@ def zipf_error_experiment(d: int = 16, ratio: int = 4, M: int = 5, alpha: float 
     E, U = training.run_embeddings(seeds, N, M, d, dtype=torch.float64)
     trained = optimised_memory(E, U, labels, p, steps=steps, lr=lr)
     rows = [{"trial": k, "scheme": "optimised (cross-entropy)", "error": float(e)}
-            for k, e in enumerate(training.scores_error(trained.scores, labels, p).numpy())]
+            for k, e in enumerate(training.scores_error(trained["scores"], labels, p).numpy())]
     rows += [{"trial": k, "scheme": "optimised (LP, top tokens)", **lp_memory_error(d, M, N, alpha, s)}
              for k, s in enumerate(seeds)]
     P_grid = memory.log_grid(1, N, 40)
@@ -324,7 +356,7 @@ def learned_embeddings_vs_M(M: int, *, N: int = 100, d: int = 2, alpha: float = 
 
     Each run draws :math:`E, U \sim \mathcal{N}(0, I/d)` and :math:`W_0 = 0`, and trains all three by
     Adam (default betas) at step ``lr`` on ``epochs`` batches of ``batch_size`` fresh Zipf samples, labels
-    :math:`f^*(x) = x \bmod M`. With ``M = 1`` every prediction is right: the error is 0 without training.
+    :math:`f^*(x) = x \bmod M`. With ``M = 1`` every prediction is right (the error is 0).
 
     Parameters
     ----------
@@ -352,8 +384,6 @@ def learned_embeddings_vs_M(M: int, *, N: int = 100, d: int = 2, alpha: float = 
     lr = check.real("lr", lr, low=0.0, low_open=True)
     batch_size, epochs = check.positive_int("batch_size", batch_size), check.positive_int("epochs", epochs)
     trials, seed = check.positive_int("trials", trials), check.seed("seed", seed)
-    if M == 1:
-        return np.zeros(trials)
     seeds = [seed + k for k in range(trials)]
     E, U = training.run_embeddings(seeds, N, M, d)
     tokens = np.stack([zipf.sample_tokens(N, alpha, batch_size * epochs, s) for s in seeds])
@@ -388,9 +418,9 @@ def phase_cell(*, N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, 
     - additive, from the counts: ``q = 1`` on seen tokens, :math:`\hat p^\rho` for
       :math:`\rho \in \{1/4, 1/2, 1\}`, and the ``P`` most frequent seen tokens with :math:`P/d` in
       :data:`TOP_FRACTIONS` (the row of each fraction is returned; :func:`phase_winners` keeps the best);
-    - trained on one pass over the samples (:func:`assocmem.training.train`, ``W0 = 0``): SGD at step
-      ``lr`` and batch ``batch_size``, sign descent at step ``lr / d`` (the reference's scaling), SGD with
-      layer norm;
+    - trained on one pass over the samples (:func:`assocmem.training.train`, :math:`W_0` with
+      :math:`\mathcal N(0, 1/d)` entries as in the reference grid): SGD at step ``lr`` and batch
+      ``batch_size``, sign descent at step ``lr / d`` (the reference's scaling), SGD with layer norm;
     - the optimised ``W``: full-batch Adam on the empirical loss :math:`\sum_x \hat p(x)\ell(x)`
       (:func:`optimised_memory`, ``opt_steps`` steps).
 
@@ -441,15 +471,14 @@ def phase_cell(*, N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, 
     for fraction in TOP_FRACTIONS:
         q = memory.top_seen_weights(counts, max(1, int(fraction * d)))
         add("top P (P/d best)", _additive_error(q, p, labels, E, U), fraction=fraction)
+    W0 = training.initial_memory(seeds, d, init="random", dtype=torch.float64)
     one_pass = [("SGD", "sgd", lr, False), ("sign descent", "sign", lr / d, False), ("layer norm", "sgd", lr, True)]
     for name, optimizer, rate, layer_norm in one_pass:
         trained = training.train(E, U, labels, p, lr=rate, tokens=tokens, batch_size=batch_size,
-                                 optimizer=optimizer, layer_norm=layer_norm)
+                                 optimizer=optimizer, layer_norm=layer_norm, W0=W0)
         add(name, trained.errors[:, -1])
-    empirical = counts / T
-    optimised = [optimised_memory(E[k:k + 1], U[k:k + 1], labels, empirical[k], steps=opt_steps)
-                 for k in range(trials)]
-    add("optimised W", [training.scores_error(run.scores, labels, p)[0] for run in optimised])
+    optimised = optimised_memory(E, U, labels, counts / T, steps=opt_steps)
+    add("optimised W", training.scores_error(optimised["scores"], labels, p).numpy())
     return rows
 
 
