@@ -896,7 +896,7 @@ class _DenseModel:
         dh_t = dh.transpose(1, 2) * -lr.view(R, 1, 1) if sgd else dh.transpose(1, 2)
         inv_rate = (-1.0 / lr).view(R, 1, 1)
         dE = torch.zeros_like(dh) if want_dE else None
-        h_next = None if e_next is None else torch.empty(R, d, e_next.shape[1], dtype=W.dtype, device=W.device)
+        h_next = None if e_next is None else torch.empty(R, e_next.shape[1], d, dtype=W.dtype, device=W.device)
         for start in range(0, d, self.rows):
             rows = slice(start, start + self.rows)
             block = W[:, rows]
@@ -908,8 +908,8 @@ class _DenseModel:
                 grad = torch.bmm(dh_t[:, rows], e)
                 block.addcdiv_(grad, grad.abs().add_(self.opt.eps).mul_(inv_rate))
             if h_next is not None:
-                h_next[:, rows] = torch.bmm(block, e_next.transpose(1, 2))
-        return dE, None if h_next is None else h_next.transpose(1, 2)
+                h_next[:, :, rows] = torch.bmm(e_next, block.transpose(1, 2))
+        return dE, h_next
 
     def scores(self) -> torch.Tensor:
         h = _hidden(self.W, self.E, self.relu)
