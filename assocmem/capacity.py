@@ -29,7 +29,7 @@ from . import finite_sample, memory, training, zipf
 from .sweep import experiment
 from .theory import capacity as theory
 
-__all__ = ["score_basis", "stores_exactly", "largest_stored", "largest_stored_experiment",
+__all__ = ["score_basis", "stores_exactly", "largest_stored", "largest_stored_experiment", "additive_largest_stored",
            "lp_memory_error", "optimised_memory", "zipf_error_experiment", "memory_heatmap",
            "learned_embeddings_vs_M", "learned_experiment", "PHASE_SCHEMES", "phase_cell",
            "phase_experiment", "phase_winners"]
@@ -179,6 +179,49 @@ def largest_stored_experiment(d: int = 16, M: int = 5, M_equals_d: bool = False,
     classes = d if M_equals_d else M
     return [{"trial": k, "classes": classes, **largest_stored(d, classes, seed + k, kind=kind)}
             for k in range(trials)]
+
+
+def additive_largest_stored(d: int, M: int, seed: int, *, N_max: int | None = None,
+                            kind: str = "gaussian") -> dict:
+    r"""The additive memory's counterpart of :func:`largest_stored`: the largest ``N`` such that
+    :math:`W_n = \sum_{x \le n} u_{f^*(x)} e_x^\top` (``q = 1`` on the first ``n`` tokens) recalls all ``n``
+    of them for every ``n <= N``, on the draw of :func:`largest_stored` (same ``seed``).
+
+    Scores of the prefix memory come from the Gram matrices, :math:`s_y(r) = \sum_{x \le n}
+    (u_y^\top u_{f^*(x)})(e_x^\top e_r)`; a tie counts as a miss.
+
+    Parameters
+    ----------
+    d, M : int
+        Dimension and classes.
+    seed : int
+        Embedding draw.
+    N_max : int, optional
+        Largest ``N`` tried (default ``4 d + 8``).
+    kind : {"gaussian", "sphere"}
+        Embedding law.
+
+    Returns
+    -------
+    dict
+        ``N_star`` and ``censored`` (True when all ``N_max`` prefixes were recalled).
+    """
+    d, M = check.positive_int("d", d), check.positive_int("M", M)
+    seed = check.seed("seed", seed)
+    kind = check.choice("kind", kind, memory.KINDS)
+    N_max = check.positive_int("N_max", 4 * d + 8 if N_max is None else N_max)
+    E, U = memory.memory_embeddings(N_max, M, d, seed, kind=kind, dtype=torch.float64)
+    E, U = E[0].numpy(), U[0].numpy()
+    labels = zipf.mod_labels(N_max, M)
+    rows = (U @ U.T)[:, labels] * 1.0                          # (M, N): u_y^T u_f(x)
+    gram = E @ E.T
+    for n in range(1, N_max + 1):
+        scores = rows[:, :n] @ gram[:n, :n]                    # (M, n)
+        true = scores[labels[:n], np.arange(n)]
+        scores[labels[:n], np.arange(n)] = -np.inf
+        if np.any(scores.max(0) >= true):
+            return {"N_star": n - 1, "censored": False}
+    return {"N_star": N_max, "censored": True}
 
 
 def lp_memory_error(d: int, M: int, N: int, alpha: float, seed: int) -> dict:

@@ -64,6 +64,22 @@ def test_largest_stored_is_the_longest_storable_prefix():
     assert all(scan[:expected])                                   # prefix monotonicity held on this draw
 
 
+def test_additive_largest_stored_matches_the_memory_module_and_is_below_the_optimum():
+    d, M, seed = 16, 5, 1
+    found = cap.additive_largest_stored(d, M, seed)
+    n = found["N_star"]
+    E, U = memory.memory_embeddings(4 * d + 8, M, d, seed, dtype=torch.float64)
+    labels = zipf.mod_labels(4 * d + 8, M)
+    for size, recalled in ((n, True), (n + 1, False)):     # the prefix n is recalled, n + 1 is not
+        q = np.zeros(4 * d + 8)
+        q[:size] = 1.0
+        prefix = np.zeros(4 * d + 8)
+        prefix[:size] = 1.0 / size                          # the error on the stored prefix only
+        error = memory.population_error(q, prefix, labels, E, U)[0, 0].item()
+        assert (error == 0.0) == recalled
+    assert n <= cap.largest_stored(d, M, seed)["N_star"]     # an additive memory is one of the W's
+
+
 def test_one_class_is_trivially_stored():
     E, U = memory.memory_embeddings(30, 1, 3, seed=0, dtype=torch.float64)
     assert cap.stores_exactly(E[0], U[0], np.zeros(30, dtype=int))[0]
