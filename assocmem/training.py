@@ -200,7 +200,8 @@ def train(E, U, labels, probs, *, lr, tokens=None, batch_size: int | None = None
     d, span = problem.E.shape[2], problem.U.shape[1] + (0 if problem.W0 is None else problem.E.shape[1])
     # the factorised step costs about k N per point against d^2 for the dense one
     factorised = method == "factorised" or (method == "auto" and exact_factorised and d * d > span * problem.E.shape[1])
-    net = (_FactorisedModel(problem, normalise=optimizer == "nsgd") if factorised
+    net = (_FactorisedModel(problem, normalise=optimizer == "nsgd", track_W=keep_weights or keep_history)
+           if factorised
            else _DenseModel(problem, model, _Optimizer(optimizer, betas, eps)))
     errors, losses, history = [], [], []
     batches = problem.batches()
@@ -923,8 +924,9 @@ class _FactorisedModel:
     r"""``W = W0 + K^T A E`` with ``K = [U; E W0^T]`` (or ``U`` when ``W0 = 0``); carries
     ``C = A G_E + [0; I]``, the coefficients of every ``h_x = W e_x`` in the rows of ``K``."""
 
-    def __init__(self, problem: _Problem, normalise: bool):
+    def __init__(self, problem: _Problem, normalise: bool, track_W: bool):
         self.p = problem
+        self.track_W = track_W  # without it A (hence W) is not kept: the scores need only C
         self.E, self.U = problem.E, problem.U
         R, N, _ = self.E.shape
         self.K = self.U if problem.W0 is None else torch.cat([self.U, self.E @ problem.W0.transpose(1, 2)], 1)
@@ -932,8 +934,8 @@ class _FactorisedModel:
         self.gram_E = self.E @ self.E.transpose(1, 2)
         self.gram_UK = self.U @ self.K.transpose(1, 2)
         self.gram_K = self.K @ self.K.transpose(1, 2)
-        self.A = torch.zeros(R, k, N, dtype=self.E.dtype, device=self.E.device)
-        self.C = torch.zeros_like(self.A)
+        self.A = torch.zeros(R, k, N, dtype=self.E.dtype, device=self.E.device) if track_W else None
+        self.C = torch.zeros(R, k, N, dtype=self.E.dtype, device=self.E.device)
         if problem.W0 is not None:
             self.C[:, M:] = torch.eye(N, dtype=self.E.dtype, device=self.E.device)
         self.normalise = normalise
@@ -956,21 +958,25 @@ class _FactorisedModel:
         cols = idx[:, None, :].expand(-1, self.C.shape[1], -1)
         C = self.C.gather(2, cols)
         raw, r, logits = self._forward(C)
-        target = _one_hot(self.p.labels[idx], M, logits.dtype).transpose(1, 2)
-        g = (torch.softmax(logits, dim=1) - target) * weights[:, None, :]
-        proj = torch.where(self.p.layer_norm[:, None], r * r * (raw * g).sum(1), torch.zeros_like(r))
-        delta = -proj[:, None, :] * C
-        delta[:, :M] += g
-        delta = delta * r[:, None, :]
+        g = torch.softmax(logits, dim=1).scatter_add_(1, self.p.labels[idx][:, None, :],
+                                                      -torch.ones_like(logits[:, :1])).mul_(weights[:, None, :])
+        if self.p.layer_norm.any():
+            proj = torch.where(self.p.layer_norm[:, None], r * r * (raw * g).sum(1), torch.zeros_like(r))
+            delta = C * -(proj * r)[:, None, :]
+            delta[:, :M] += g * r[:, None, :]
+        else:
+            delta = torch.zeros_like(C)
+            delta[:, :M] = g
         gram_rows = _batch_gather(self.gram_E, idx)
         scale = lr
         if self.normalise:
             pair = gram_rows.gather(2, idx[:, None, :].expand(-1, idx.shape[1], -1))
             norm2 = ((delta.transpose(1, 2) @ self.gram_K @ delta) * pair).sum((1, 2))
             scale = lr / (norm2.clamp_min(0).sqrt() + _NORM_EPS)
-        step = scale[:, None, None] * delta
-        self.A.scatter_add_(2, cols, -step)
-        self.C -= step @ gram_rows
+        step = delta.mul_(-scale[:, None, None])
+        if self.track_W:
+            self.A.scatter_add_(2, cols, step)
+        self.C.baddbmm_(step, gram_rows)
 
     def scores(self) -> torch.Tensor:
         return self._forward(self.C)[2]
