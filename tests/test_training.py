@@ -43,6 +43,9 @@ def test_factorised_sgd_equals_dense_sgd(optimizer, layer_norm, init, batch_size
     assert (dense.W - fact.W).abs().max().item() <= 1e-9 * max(scale, 1.0)
     np.testing.assert_allclose(fact.losses, dense.losses, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(fact.errors, dense.errors)
+    lean = training.train(E, U, LABELS, PROBS, method="factorised", keep_weights=False, **kwargs)
+    assert lean.W is None
+    np.testing.assert_array_equal(lean.losses, fact.losses)  # W not kept: the same program on C
 
 
 @pytest.mark.parametrize("optimizer,learn", [("adam", True), ("sign", False), ("sgd", True), ("sgd", False)])
