@@ -30,7 +30,8 @@ from .sweep import experiment
 from .theory import capacity as theory
 
 __all__ = ["score_basis", "stores_exactly", "largest_stored", "largest_stored_experiment", "additive_largest_stored",
-           "lp_memory_error", "optimised_memory", "zipf_error_experiment", "memory_heatmap",
+           "lp_memory_error", "optimised_memory", "theorem1_comparison", "minimax_comparison",
+           "zipf_error_experiment", "memory_heatmap",
            "learned_embeddings_vs_M", "learned_experiment", "PHASE_SCHEMES", "phase_cell",
            "phase_experiment", "phase_winners"]
 
@@ -350,6 +351,123 @@ def zipf_error_experiment(d: int = 16, ratio: int = 4, M: int = 5, alpha: float 
         errors = memory.population_error(q, p, labels, E, U)[:, 0].numpy()
         rows += [{"trial": k, "scheme": name, "error": float(e)} for k, e in enumerate(errors)]
     return [{"N": N, **row} for row in rows]
+
+
+# --------------------------------------------------------------------------- the theorems against measurement
+
+def theorem1_comparison(*, N: int = 1000, M: int = 5, alpha: float = 2.0, d_grid=(10, 30, 100, 300, 1000),
+                        rho: float = 0.5, fraction: float = 1 / 8, trials: int = 20, seed: int = 0,
+                        gammas=None):
+    r"""Theorem 1 of [CDB24] against the measured error of three additive schemes.
+
+    Schemes: :math:`q = p`, :math:`q = p^\rho` and :math:`q = \mathbf 1[x \le \lfloor \text{fraction}
+    \cdot d \rfloor]`, labels :math:`x \bmod M`. The error is measured with Gaussian embeddings (the
+    setting of the lower bound) and on the sphere (the setting of the upper bound), ``trials`` nested
+    draws each (:func:`assocmem.memory.error_scans`). The upper bound is the smallest over ``gammas``.
+
+    Parameters
+    ----------
+    N, M : int
+        Tokens and classes.
+    alpha : float
+        Zipf exponent.
+    d_grid : sequence of int
+        Increasing dimensions.
+    rho : float
+        Power of the middle scheme.
+    fraction : float
+        Threshold ``P = fraction * d``.
+    trials, seed : int
+        Draws.
+    gammas : sequence of float, optional
+        Values of :math:`\gamma \in (0, 1]` over which the upper bound is minimised (default 20 evenly
+        spaced from 0.05 to 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scheme and ``d``: ``gaussian_mean``, ``gaussian_se``, ``sphere_mean``,
+        ``sphere_se``, ``lower``, ``upper``, ``shape`` (:func:`assocmem.theory.capacity.theorem1_shape`
+        with ``c = 1``).
+    """
+    import pandas as pd
+
+    from .theory import capacity as bounds
+
+    N, M, trials, seed = (check.positive_int(n, v) if n != "seed" else check.seed(n, v)
+                          for n, v in (("N", N), ("M", M), ("trials", trials), ("seed", seed)))
+    alpha = check.real("alpha", alpha, low=0.0)
+    rho = check.real("rho", rho, low=0.0, low_open=True)
+    fraction = check.real("fraction", fraction, low=0.0, low_open=True)
+    d_grid = check.int_array("d_grid", d_grid)
+    gammas = np.linspace(0.05, 1.0, 20) if gammas is None else np.atleast_1d(np.asarray(gammas, dtype=float))
+    p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
+    thresholds = np.floor(fraction * d_grid).astype(np.int64)
+    schemes = {"q = p": p, f"q = p^{rho:g}": p ** rho,
+               f"q = 1[x <= d/{1 / fraction:g}]": memory.threshold_weights(N, thresholds)}
+    measured = {kind: memory.error_scans([q if q.ndim == 1 else q[None] for q in schemes.values()], p, labels, M,
+                                         d_grid, seed, trials=trials, kind=kind)
+                for kind in ("gaussian", "sphere")}
+    rows = []
+    for index, (name, q) in enumerate(schemes.items()):
+        for j, d in enumerate(d_grid):
+            q_d = q if q.ndim == 1 else q[j]
+            row = {"scheme": name, "d": int(d)}
+            for kind, errors in measured.items():
+                e = errors[index][:, j].numpy()
+                row[f"{kind}_mean"], row[f"{kind}_se"] = float(e.mean()), float(e.std(ddof=1) / np.sqrt(trials))
+            row["lower"] = float(bounds.theorem1_lower(q_d, p, labels, [d], M)[0])
+            row["upper"] = float(min(bounds.theorem1_upper(q_d, p, labels, [d], M, gamma=g)[0] for g in gammas))
+            row["shape"] = float(bounds.theorem1_shape(q_d, p, labels, [d], M)[0])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def minimax_comparison(*, N: int = 1000, M: int = 5, alpha: float = 2.0, d_grid=(10, 20, 50, 100, 200),
+                       T_grid=(10, 100, 1000, 10000), trials: int = 10, seed: int = 0):
+    r"""The minimax lower bound against the best thresholded memory built from ``T`` samples.
+
+    For each ``(d, T)``: the error of keeping the ``P`` most frequent seen tokens, at the ``P`` of a log
+    grid with the smallest mean over ``trials`` (:func:`assocmem.finite_sample.threshold_error`), and
+    :func:`assocmem.theory.capacity.minimax_lower_bound` for a memory of :math:`B = d \log_2 M` bits
+    (room for ``d`` labels written verbatim).
+
+    Parameters
+    ----------
+    N, M : int
+        Tokens and classes.
+    alpha : float
+        Zipf exponent.
+    d_grid, T_grid : sequence of int
+        Dimensions (increasing) and sample sizes.
+    trials, seed : int
+        Draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``(d, T)``: ``best_P``, ``error`` (mean at the best ``P``), ``bound``, ``ratio``.
+    """
+    import pandas as pd
+
+    from .theory import capacity as bounds
+
+    N, M = check.positive_int("N", N), check.positive_int("M", M)
+    trials, seed = check.positive_int("trials", trials), check.seed("seed", seed)
+    alpha = check.real("alpha", alpha, low=0.0)
+    d_grid, T_grid = check.int_array("d_grid", d_grid), check.int_array("T_grid", T_grid)
+    p = zipf.zipf_probs(N, alpha)
+    P_grid = memory.log_grid(1, N, 25)
+    rows = []
+    for T in T_grid:
+        errors = finite_sample.threshold_error(N, alpha, d_grid, P_grid, int(T), M=M, trials=trials, seed=seed)
+        mean = errors.mean(0)                                            # (len(P_grid), len(d_grid))
+        for j, d in enumerate(d_grid):
+            best = int(mean[:, j].argmin())
+            bound = bounds.minimax_lower_bound(p, M, int(T), float(d * np.log2(M)))
+            rows.append({"d": int(d), "T": int(T), "best_P": int(P_grid[best]), "error": float(mean[best, j]),
+                         "bound": bound, "ratio": float(mean[best, j] / bound)})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- the two CDB24 figures
