@@ -32,6 +32,9 @@ import torch
 
 from . import _validate as check
 
+__all__ = ["EXECUTORS", "compute_point", "SerialExecutor", "ProcessExecutor", "DaskExecutor",
+           "make_executor"]
+
 EXECUTORS = ("serial", "processes", "dask")
 _POLL_S = 0.5  # how often a worker checks that its parent is alive
 
@@ -50,7 +53,7 @@ def compute_point(name: str, module: str, config: Mapping, *, threads: int = 1) 
         torch.set_num_threads(previous)
 
 
-def end_with_parent(parent: int | None = None) -> None:
+def end_with_parent(parent: int | None = None) -> None:  # a pool initializer, not public API
     """Make this (worker) process exit when its parent does: ``PR_SET_PDEATHSIG`` on Linux, and on
     every system a daemon thread that polls ``os.getppid()``. SIGINT is ignored: a Ctrl-C reaches the
     whole process group, and it is the parent that decides what to keep and stops the workers."""

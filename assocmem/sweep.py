@@ -40,6 +40,9 @@ try:
 except ImportError:  # not POSIX: no per-point locks, concurrent sweeps may compute a point twice
     fcntl = None
 
+__all__ = ["Experiment", "experiment", "experiments", "get_experiment", "grid", "config_key", "DiskCache",
+           "PointLock", "SweepInterrupted", "run_sweep"]
+
 CACHE_ENV = "ASSOCMEM_CACHE_DIR"
 _REGISTRY: dict[str, Experiment] = {}
 

@@ -11,6 +11,10 @@ from scipy import special
 
 from . import _validate as check
 
+__all__ = ["zipf_probs", "sample_tokens", "token_counts", "rank_frequency", "first_occurrence", "seen_curves",
+           "tail_mass", "tail_mass_law", "expected_distinct", "expected_distinct_law", "expected_unseen_mass",
+           "expected_unseen_mass_law", "mod_labels", "random_labels"]
+
 
 def zipf_probs(N: int, alpha: float) -> np.ndarray:
     r"""Zipf law :math:`p(x) = x^{-\alpha} / H_{N,\alpha}` on ``x = 1..N`` (float64, sums to 1).

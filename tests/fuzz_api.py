@@ -1,0 +1,429 @@
+"""Hostile-input fuzzing of the public API (used by ``test_fuzz_api.py``; runnable on its own).
+
+Every public function and class of every package module, enumerated from the module's ``__all__`` (so a
+new function is covered without editing this file), is called with valid small arguments (a *baseline*:
+the parameter's default, or a small value from ``VALID`` chosen by the parameter's name), then once per
+parameter and per *bad value* of that parameter's kind (``bad_values``): NaN, infinities, zero, negative,
+non-integer, huge (``10**12``), wrong types, empty or NaN-holding or wrongly shaped arrays, unknown choices.
+Each call must end, within ``SOFT_S`` seconds, in one of two ways:
+
+- ``clear``: a ``ValueError``/``TypeError`` whose message names the parameter (as a word), or
+- ``finite``: a return value whose every number is finite (the bad value was in fact legal).
+
+Anything else is a finding: ``unnamed`` (the error does not name the parameter), ``other`` (another
+exception type), ``nonfinite`` (NaN or inf returned silently), ``hang`` (over the time bound).
+
+A function needs to declare nothing: its baseline is built from defaults and ``VALID``; when no baseline
+can be built (a required argument of a kind ``VALID`` does not know, or the baseline itself fails), the
+function is reported as *unreached* and not fuzzed. Records (dataclasses), plotting and widget helpers and
+registered experiments are not fuzzed (see ``SKIP``). The harness runs in a child process with a memory
+limit, writing one JSON line per case, so a crash or a hard hang in C code is recorded and the run resumes
+after it.
+
+    python tests/fuzz_api.py drive OUT.jsonl     # every case, then the figures
+    python tests/fuzz_api.py summary OUT.jsonl   # the figures of a finished run
+    python tests/fuzz_api.py known OUT.jsonl > tests/fuzz_known.json   # its findings, as the known list
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import math
+import numbers
+import os
+import pkgutil
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+import torch
+
+SOFT_S = 5.0      # a call running longer than this is a hang (the alarm interrupts Python code)
+HARD_S = 20.0     # a call stuck in C code this long ends the child process (recorded as a hang)
+MEMORY_BYTES = 6 * 2**30  # address space the child may add: a huge allocation fails instead of swapping
+SKIP_MODULES = {"assocmem.plotting", "assocmem.widgets", "assocmem.__main__"}  # figure/explorer helpers take Axes
+
+N, M, D = 12, 3, 6
+_rng = np.random.default_rng(0)
+_gen = torch.Generator().manual_seed(0)
+
+
+def _probs():
+    p = 1.0 / np.arange(1, N + 1) ** 1.5
+    return p / p.sum()
+
+
+def _signs(k, d=D):
+    return torch.where(torch.rand(k, d, generator=_gen) < 0.5, -1.0, 1.0).double()
+
+
+def _model():
+    from assocmem.transformer import CausalTransformer
+
+    return CausalTransformer(7, d_emb=8, n_layers=1, n_heads=2, context=8, seed=0)
+
+
+def _tokens():
+    return np.random.default_rng(1).integers(0, 7, 400)
+
+
+def _corpus():
+    from assocmem.corpora import Corpus
+
+    return Corpus("fuzz", _tokens(), np.random.default_rng(2).integers(0, 7, 200), tuple("abcdefg"))
+
+
+def _fit():
+    from assocmem.fitting import fit_power_law
+
+    return fit_power_law([1, 2, 4, 8], [1.0, 0.5, 0.26, 0.124])
+
+
+def _run():
+    from assocmem.transformer import TrainingRun
+
+    return TrainingRun(steps=[0, 10, 20, 30], train_loss=[2.0, 1.5, 1.2, 1.1], val_loss=[2.0, 1.6, 1.3, 1.2],
+                       batch_loss=[2.0, 1.5, 1.2, 1.1])
+
+
+# Small valid values by parameter name; a list holds alternatives (a name with several meanings), tried
+# in turn until the baseline call succeeds. Size-like names override a parameter's default too
+# (``SMALL``), so that every call stays cheap.
+SMALL = {
+    "N": N, "M": M, "d": D, "T": 40, "trials": 2, "steps": 3, "K": 4, "n": 10, "P": 3, "batch_size": 4,
+    "probes": 4, "points": 3, "iterations": 50, "epochs": 2, "opt_steps": 3, "max_patterns": 16,
+    "n_train": 200, "n_validation": 50, "n_boot": 50, "queries": 4, "iters": 5, "max_iter": 20, "eval_every": 1,
+    "eval_windows": 4, "n_windows": 4, "n_sequences": 4, "n_patterns": 8, "n_points": 4, "context": 8,
+    "d_emb": 8, "n_layers": 1, "n_heads": 2, "vocab_size": 7, "grid_points": 10, "norm_nodes": 4, "N_max": 8,
+    "block": 256, "chunk": 16, "n_tokens": 100,
+}
+VALID = {
+    "labels": lambda: np.arange(N) % M, "p": [_probs, lambda: 0.5], "probs": _probs, "q": _probs,
+    "qs": lambda: [_probs(), _probs()], "counts": lambda: np.array([9, 6, 4, 3, 3, 2, 1, 1, 1, 0, 0, 0]),
+    "E": lambda: torch.randn(N, D, generator=_gen, dtype=torch.float64) / math.sqrt(D),
+    "U": lambda: torch.randn(M, D, generator=_gen, dtype=torch.float64) / math.sqrt(D),
+    "W": lambda: torch.randn(D, D, generator=_gen, dtype=torch.float64),
+    "input_embeddings": lambda: torch.randn(N, D, generator=_gen, dtype=torch.float64),
+    "output_embeddings": lambda: torch.randn(M, D, generator=_gen, dtype=torch.float64),
+    "d_grid": lambda: [2, 4, 6], "T_grid": lambda: [10, 20, 40], "P_grid": lambda: [1, 2, 3],
+    "patterns": lambda: _signs(4), "states": lambda: _signs(2), "anchor": lambda: _signs(2),
+    "x": [lambda: _signs(2), lambda: [1.0, 2.0, 4.0, 8.0]], "y": lambda: [1.0, 0.5, 0.26, 0.124],
+    "keys": lambda: _signs(4), "values": lambda: _signs(4), "betas": lambda: [0.5, 1.0],
+    "weights": [_probs, lambda: _signs(4).T @ _signs(4)], "a": [2, lambda: np.linspace(-1, 1, 3)],
+    "b": lambda: np.linspace(-1, 1, 3), "alpha": 1.5, "beta": 1.0, "rho": 1.0, "gamma": 1.0, "seed": 0,
+    "lr": [0.1, lambda: [0.1, 1.0]], "lrs": lambda: (0.1, 1.0), "p1": 0.75, "p1s": lambda: [0.6, 0.75],
+    "cosines": lambda: [0.9], "model": [_model, "W"], "tokens": _tokens, "pattern_tokens": _tokens,
+    "probe_tokens": _tokens, "corpus": _corpus, "generator": lambda: torch.Generator().manual_seed(0),
+    "fit": _fit, "predicted": -1.0, "run": _run, "value": 0.123, "name": ["x", "grammar"], "scheme": "top",
+    "load": 0.1, "eta": 0.5, "g": lambda: np.array([0.5, 1.0]), "norms": lambda: np.array([1.0, 2.0]),
+    "min_energy": -1.0, "layers": 2, "Z": lambda: np.array([2.0, 3.0]), "log_Z": lambda: np.array([0.5]),
+    "separation": 1.0, "distance": 0.1, "bits": 2.0, "bits_grid": lambda: [1.0, 2.0], "capacity": 10.0,
+    "error": 0.01, "r": 1.0, "idx": lambda: torch.tensor([0, 1, 2]), "optimizer": "sgd",
+    "data_sizes": lambda: [100, 200, 400], "gaps": lambda: [0.1, 0.05, 0.01], "window": 5,
+    "losses": lambda: np.linspace(1.0, 0.1, 50), "clusters": 2, "per_cluster": 3, "fraction": 0.1,
+    "factor": 2, "layer_energies": lambda: torch.tensor([1.0, -0.5, 0.25]), "rule": "sgd",
+    "windows": lambda: torch.randint(0, 7, (4, 8), generator=_gen), "cosine": 0.95, "level": 0.95,
+}
+NO_BASELINE = object()
+SKIP_ALL = 10**9  # resume past every case of a function (its baseline hung)
+SKIP_ENV = "ASSOCMEM_FUZZ_SKIP"  # a JSON list of case keys not to run (known hangs)
+FINDINGS = ("unnamed", "other", "nonfinite", "hang")
+
+
+def key(function: str, param: str | None, value: str) -> str:
+    """The name of a case in the list of known findings."""
+    return f"{function}|{param}|{value}"
+
+
+def public_callables():
+    """``(qualified name, callable)`` for every name in every package module's ``__all__``."""
+    import assocmem
+
+    for info in pkgutil.walk_packages(assocmem.__path__, "assocmem."):
+        if info.name.rsplit(".", 1)[-1].startswith("_") or info.name in SKIP_MODULES:
+            continue
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if callable(obj) and skip_reason(obj) is None:
+                yield f"{info.name}.{name}", obj
+
+
+def skip_reason(obj) -> str | None:
+    from assocmem.sweep import Experiment
+
+    if isinstance(obj, Experiment):
+        return "a registered experiment (its parameters reach the API functions fuzzed here)"
+    if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+        return "a record (dataclass) holding results, not a computation"
+    if inspect.isclass(obj) and issubclass(obj, BaseException):
+        return "an exception type"
+    return None
+
+
+def _value(spec, alternative: int):
+    if isinstance(spec, list):
+        spec = spec[min(alternative, len(spec) - 1)]
+    return spec() if callable(spec) else spec
+
+
+def baseline_kwargs(fn, alternative: int = 0):
+    """Valid small keyword arguments for ``fn``, or ``NO_BASELINE`` when a required one is unknown."""
+    kwargs = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in SMALL and (p.default is p.empty or _same_kind(p.default, SMALL[p.name])):
+            kwargs[p.name] = SMALL[p.name]
+        elif p.default is not p.empty:
+            continue
+        elif p.name in VALID:
+            kwargs[p.name] = _value(VALID[p.name], alternative)
+        else:
+            return NO_BASELINE
+    return kwargs
+
+
+def _same_kind(default, small) -> bool:
+    return isinstance(default, numbers.Integral) and not isinstance(default, bool) and isinstance(small, int)
+
+
+def parameters(fn):
+    return [p for p in inspect.signature(fn).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def bad_values(value) -> list[tuple[str, object]]:
+    """The hostile values for a parameter whose valid value is ``value`` (its kind decides)."""
+    if value is None:
+        return [("str", "x"), ("nan", math.nan)]
+    if isinstance(value, bool):
+        return [("str", "yes"), ("int 2", 2), ("None", None)]
+    if isinstance(value, numbers.Integral):
+        return [("0", 0), ("-1", -1), ("2.5", 2.5), ("True", True), ("str", "3"), ("None", None), ("nan", math.nan),
+                ("1e12", 10**12)]
+    if isinstance(value, numbers.Real):
+        return [("nan", math.nan), ("inf", math.inf), ("-inf", -math.inf), ("str", "x"), ("None", None),
+                ("-1", -1.0), ("0", 0.0), ("1e300", 1e300)]
+    if isinstance(value, str):
+        return [("unknown", "no-such-choice"), ("int", 3), ("None", None), ("array", np.array(["a", "b"]))]
+    if isinstance(value, torch.dtype):
+        return [("int64", torch.int64), ("str", "float32")]
+    if isinstance(value, (np.ndarray, torch.Tensor, list, tuple)):
+        arr = value
+        empty = arr[:0] if isinstance(arr, (np.ndarray, torch.Tensor)) else type(arr)()
+        out = [("empty", empty), ("None", None), ("str", "x"), ("strings", ["a"] * max(1, len(arr)))]
+        try:
+            floats = np.asarray(arr.detach().cpu() if isinstance(arr, torch.Tensor) else arr, dtype=np.float64)
+            with_nan = floats.copy()
+            with_nan.flat[0] = math.nan
+            out.append(("nan inside", torch.as_tensor(with_nan) if isinstance(arr, torch.Tensor) else with_nan))
+            out.append(("3-D", floats.reshape(1, 1, *floats.shape) if floats.ndim else floats.reshape(1, 1, 1)))
+        except (TypeError, ValueError):
+            pass
+        return out
+    return [("None", None), ("str", "x")]
+
+
+def unreached_by_signature() -> dict[str, str]:
+    """Functions with no baseline because a required argument is of a kind ``VALID`` does not know."""
+    unreached = {}
+    for qualname, fn in public_callables():
+        if baseline_kwargs(fn) is NO_BASELINE:
+            missing = [p.name for p in parameters(fn) if p.default is p.empty and p.name not in VALID]
+            unreached[qualname] = f"no valid value known for {missing}"
+    return unreached
+
+
+def _callable(qualname: str):
+    module, name = qualname.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+class _Hang(BaseException):
+    """Raised by the alarm: a BaseException, so an ``except Exception`` in the code under test cannot
+    swallow it."""
+
+
+def _finite(value, depth: int = 0) -> bool:
+    if depth > 4:
+        return True
+    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
+        return True
+    if isinstance(value, numbers.Number):
+        return bool(np.isfinite(value)) if isinstance(value, numbers.Real) else np.isfinite(complex(value)).all()
+    if isinstance(value, torch.Tensor):
+        return bool(torch.isfinite(value).all()) if value.is_floating_point() or value.is_complex() else True
+    if isinstance(value, np.ndarray):
+        return bool(np.isfinite(value).all()) if np.issubdtype(value.dtype, np.number) else True
+    if isinstance(value, torch.nn.Module):
+        return all(_finite(t, depth + 1) for t in value.state_dict().values())
+    if isinstance(value, dict):
+        return all(_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v, depth + 1) for v in value[:10000])
+    if dataclasses.is_dataclass(value):
+        return all(_finite(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
+    return True
+
+
+def _classify(fn, kwargs: dict, param: str | None) -> tuple[str, str]:
+    """Call ``fn(**kwargs)`` under the time bound and classify the outcome."""
+    signal.setitimer(signal.ITIMER_REAL, SOFT_S)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fn(**kwargs)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return ("finite", "") if _finite(result) else ("nonfinite", "a NaN or inf in the result")
+    except _Hang:
+        return "hang", f"over {SOFT_S} s"
+    except (ValueError, TypeError) as error:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        message = str(error)
+        if param is None or re.search(rf"(?<![A-Za-z0-9_]){re.escape(param)}(?![A-Za-z0-9_])", message):
+            return "clear", f"{type(error).__name__}: {message[:200]}"
+        return "unnamed", f"{type(error).__name__}: {message[:200]}"
+    except Exception as error:  # noqa: BLE001 - every other failure is a finding
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return "other", f"{type(error).__name__}: {str(error)[:200]}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def run(out_path: str, resume: tuple[str, int] | None = None) -> None:
+    """Run every case (from case ``resume[1]`` of function ``resume[0]`` on), appending to ``out_path`` a
+    JSON line before each call (``start``) and one with its outcome."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    current = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (current + MEMORY_BYTES, hard))
+    torch.set_num_threads(1)
+
+    def alarm(signum, frame):
+        raise _Hang
+
+    signal.signal(signal.SIGALRM, alarm)
+    in_flight = {"since": None}
+
+    def watchdog():
+        while True:
+            time.sleep(0.5)
+            since = in_flight["since"]
+            if since is not None and time.time() - since > HARD_S:
+                os._exit(3)  # stuck in C code: the parent records a hang and resumes after this case
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    skipping = resume is not None
+    with open(out_path, "a") as out:
+        def call(qualname, case, fn, kwargs, param, label):
+            out.write(json.dumps({"start": qualname, "case": case, "param": param, "value": label}) + "\n")
+            out.flush()
+            in_flight["since"] = time.time()
+            began = time.perf_counter()
+            outcome, detail = _classify(fn, kwargs, param)
+            in_flight["since"] = None
+            return {"function": qualname, "case": case, "param": param, "value": label, "outcome": outcome,
+                    "detail": detail, "seconds": round(time.perf_counter() - began, 3)}
+
+        skip = set(json.loads(os.environ.get(SKIP_ENV) or "[]"))
+        for qualname, fn in public_callables():
+            if skipping and qualname != resume[0]:
+                continue
+            first = resume[1] if skipping else 0
+            skipping = False
+            if first == SKIP_ALL:
+                continue
+            if baseline_kwargs(fn) is NO_BASELINE:
+                continue
+            chosen, record = None, None
+            for alternative in range(3):  # the alternatives of the names with several meanings
+                kwargs = baseline_kwargs(fn, alternative)
+                if first > 0:  # resuming inside this function: its baseline was recorded already
+                    if _classify(fn, kwargs, None)[0] == "finite":
+                        chosen = alternative
+                        break
+                    continue
+                record = call(qualname, 0, fn, kwargs, None, "baseline")
+                if record["outcome"] == "finite":
+                    chosen = alternative
+                    break
+            if record is not None:
+                if chosen is None:
+                    record["outcome"], record["detail"] = "unreached", f"the baseline call fails: {record['detail']}"
+                else:
+                    record["outcome"] = "baseline"
+                out.write(json.dumps(record) + "\n")
+            if chosen is None:
+                continue
+            kwargs = baseline_kwargs(fn, chosen)
+            case = 0
+            for p in parameters(fn):
+                for label, bad in bad_values(kwargs.get(p.name, p.default)):
+                    case += 1
+                    if case < max(first, 1):
+                        continue
+                    if key(qualname, p.name, label) in skip:  # a known hang, not waited for again
+                        record = {"function": qualname, "case": case, "param": p.name, "value": label,
+                                  "outcome": "hang", "detail": "known hang, skipped", "seconds": 0.0}
+                    else:
+                        record = call(qualname, case, fn, {**kwargs, p.name: bad}, p.name, label)
+                    out.write(json.dumps(record) + "\n")
+            out.flush()
+
+
+def drive(out_path: str, *, skip: list[str] = (), python: str = sys.executable) -> list[dict]:
+    """Run every case in child processes (resuming after a child that died in a case, which is recorded
+    as a hang) and return the records; the cases named in ``skip`` are recorded as hangs, not run."""
+    open(out_path, "w").close()
+    resume: list[str] = []
+    env = {**os.environ, SKIP_ENV: json.dumps(sorted(skip))}
+    while True:
+        child = subprocess.run([python, __file__, "run", out_path, *resume], capture_output=True, text=True, env=env)
+        lines = [json.loads(line) for line in open(out_path)]
+        if child.returncode == 0:
+            return [line for line in lines if "outcome" in line]
+        last = lines[-1] if lines else None
+        if not last or "start" not in last:
+            raise RuntimeError(f"the fuzz child failed outside a case: {child.stderr[-2000:]}")
+        baseline = last["case"] == 0  # a baseline that hangs: the function is unreached, skipped
+        with open(out_path, "a") as out:
+            out.write(json.dumps({"function": last["start"], "case": last["case"], "param": last["param"],
+                                  "value": last["value"],
+                                  "outcome": "unreached" if baseline else "hang", "seconds": HARD_S,
+                                  "detail": f"the call ended its process (exit {child.returncode})"}) + "\n")
+        resume = [last["start"], str(SKIP_ALL if baseline else last["case"] + 1)]
+
+
+def summary(records: list[dict]) -> dict:
+    """The figures: calls, how each ended, and the findings."""
+    calls = [r for r in records if r["outcome"] not in ("baseline", "unreached")]
+    counts = {}
+    for r in calls:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    good = counts.get("clear", 0) + counts.get("finite", 0)
+    return {"calls": len(calls), "outcomes": counts, "good_percent": 100.0 * good / max(len(calls), 1),
+            "functions": len({r["function"] for r in records}),
+            "unreached": sorted({r["function"] for r in records if r["outcome"] == "unreached"})}
+
+
+if __name__ == "__main__":
+    command, path = sys.argv[1], sys.argv[2]
+    if command == "run":
+        run(path, (sys.argv[3], int(sys.argv[4])) if len(sys.argv) > 4 else None)
+    elif command == "drive":
+        print(json.dumps(summary(drive(path)), indent=1))
+    elif command == "known":  # the findings of a finished run, as the list of known findings
+        records = [json.loads(line) for line in open(path) if "outcome" in line]
+        print(json.dumps({key(r["function"], r["param"], r["value"]): r["outcome"] for r in records
+                          if r["outcome"] in FINDINGS and r["param"] is not None}, indent=0, sort_keys=True))
+    else:
+        print(json.dumps(summary([json.loads(line) for line in open(path) if "outcome" in line]), indent=1))
