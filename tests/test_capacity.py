@@ -180,7 +180,7 @@ def test_committed_learned_rows_recompute():
 def test_theorem1_comparison_rows_hold_the_bounds_they_report():
     table = cap.theorem1_comparison(N=100, d_grid=(10, 40), trials=6, gammas=[0.5, 1.0])
     assert len(table) == 6 and set(table.scheme) == {"q = p", "q = p^0.5", "q = 1[x <= d/8]"}
-    assert (table.lower <= table.upper).all() and table.shape.between(0, 1).all()
+    assert (table.lower <= table.upper).all() and table["shape"].between(0, 1).all()
     assert (table.upper >= 0.5).all()                  # the smallest gamma offered is 0.5
 
 
