@@ -33,7 +33,12 @@ test: $(READY)
 notebooks: $(READY)
 	ASSOCMEM_CACHE_DIR=$$(mktemp -d) $(PY) tools/notebooks.py execute $(NB)
 
+# Autosave off (a default in the venv's lab settings): opening and playing with a chapter never rewrites
+# the tracked .ipynb and its twin; an explicit save does, and `make notebooks NB=...` regenerates them.
 lab: $(READY)
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/docmanager-extension:plugin": {"autosave": false}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter lab book
 
 bench: $(READY)
