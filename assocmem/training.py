@@ -618,7 +618,8 @@ def load_grid(path=None):
 def write_grid_file(path=None, *, cache=True) -> int:
     """Write the finished runs of the paper's grid (:data:`GRID_AXES`) from the sweep cache to a gzip CSV
     with the columns :data:`GRID_COLUMNS`, in the grid's order; points not finished yet are left out (the
-    CLI command in ``data/training_grid/README.md`` computes them, and this call is run again).
+    CLI command in ``data/training_grid/README.md`` computes them, and this call is run again). A cache
+    with no run, or with fewer runs than the file already holds, is an error (the file is kept).
 
     Parameters
     ----------
@@ -641,18 +642,23 @@ def write_grid_file(path=None, *, cache=True) -> int:
     from ._io import atomic_write
 
     store = sweep.DiskCache() if cache is True else sweep.DiskCache(cache)
+    path = Path(GRID_FILE if path is None else path)
     rows = []
     for config in sweep.grid(**GRID_AXES):
         full = optimization_grid.config(config)
         found = store.load(sweep.config_key(optimization_grid, full))
         rows += [{**full, **row} for row in found or ()]
+    held = len(load_grid(path)) if path.is_file() else 0
+    if len(rows) < max(held, 1):
+        raise ValueError(f"cache: {store.directory} holds {len(rows)} runs of the grid, {path} already {held}; "
+                         "give the cache the CLI wrote (--cache), the file is left as it is")
     text = pd.DataFrame(rows, columns=list(GRID_COLUMNS)).to_csv(index=False).encode()
 
     def write(handle) -> None:
         with gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as archive:
             archive.write(text)
 
-    atomic_write(Path(GRID_FILE if path is None else path), write, binary=True)
+    atomic_write(path, write, binary=True)
     return len(rows)
 
 

@@ -502,3 +502,19 @@ def test_grid_file_round_trip(tmp_path):
     assert (loaded["model"] == "relu").all() and (loaded["d"] == 10).all() and loaded["layer_norm"].dtype == bool
     with pytest.raises(ValueError, match="path"):
         training.load_grid(tmp_path / "missing.csv.gz")
+
+
+def test_grid_file_is_never_shrunk(tmp_path):
+    """A cache with fewer runs than the file holds (a wrong --cache, a relative path from another
+    directory) is refused, and the file is left as it is."""
+    point = {"d": 10, "T": 1024, "batch_size": 1024, "optimizer": "sgd", "model": "W"}
+    sweep.run_sweep("optimization_grid", [point], cache=tmp_path / "cache", progress=False)
+    target = tmp_path / "grid.csv.gz"
+    with pytest.raises(ValueError, match="cache"):
+        training.write_grid_file(target, cache=tmp_path / "empty")
+    assert not target.exists()
+    training.write_grid_file(target, cache=tmp_path / "cache")
+    before = target.read_bytes()
+    with pytest.raises(ValueError, match="cache"):
+        training.write_grid_file(target, cache=tmp_path / "empty")
+    assert target.read_bytes() == before
