@@ -1,0 +1,105 @@
+"""The committed chapter-6 results (data/transformers/): complete grids, and a random sample of their
+rows recomputed from the printed commands.
+
+The sample is drawn with a fixed seed among the cheapest rows, so the module stays well under a
+minute. Recomputed training runs agree with the committed ones within float32 round-off on the
+machine that wrote them; on another CPU code path (e.g. ATen's AVX2 kernels) the trajectories
+separate slowly, so losses are compared to a few hundredths of a nat and the paper's gap to a few
+thousandths plus a tenth of itself (the gap is a mean of squared loss differences).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from assocmem.sweep import get_experiment
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "transformers"
+ND_FILES = ("nd_balance_tiny.csv", "nd_balance_small.csv", "nd_balance_large.csv")
+pytestmark = pytest.mark.skipif(not (DATA / ND_FILES[0]).exists(), reason="no committed chapter-6 data")
+
+
+@pytest.fixture(scope="module")
+def nd():
+    return pd.concat([pd.read_csv(DATA / name) for name in ND_FILES if (DATA / name).exists()],
+                     ignore_index=True)
+
+
+def committed_config(experiment, row) -> dict:
+    """The experiment's parameters as the committed row records them (each row carries its config)."""
+    return {k: row[k].item() if hasattr(row[k], "item") else row[k] for k in experiment.defaults if k in row}
+
+
+def single_thread(fn):
+    def wrapped(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as the CLI runs every point (--threads 1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return wrapped
+
+
+def test_nd_grid_is_complete_over_a_decade_of_widths_and_three_seeds(nd):
+    widths = sorted(nd.d_emb.unique())
+    assert widths[-1] / widths[0] >= 10
+    per_model = nd.groupby(["d_emb", "seed"]).size()
+    assert nd.groupby("d_emb").seed.nunique().min() >= 3
+    assert per_model.min() >= 4  # every model trained on at least four data sizes
+    assert not nd.duplicated(["d_emb", "seed", "train_tokens"]).any()
+    np.testing.assert_array_equal(nd.N, 12 * nd.d_emb**2 + 9 * nd.d_emb)  # one layer, N = 12 d^2 + 9 d
+    assert np.all(nd.D == nd.train_tokens) and np.all(nd.gap_paper >= 0)
+    # early stopping: every converged run ran exactly its patience past the minimum (one evaluation)
+    converged = nd[nd.converged == 1]
+    assert np.all(converged.steps_run - converged.step_min == converged.patience)
+
+
+@single_thread
+def test_a_random_sample_of_nd_rows_recomputes(nd):
+    cheap = nd[(nd.d_emb <= 32) & (nd.train_tokens <= 8192)]
+    sample = cheap.sample(2, random_state=np.random.default_rng(18).integers(2**31))
+    experiment = get_experiment("nd_balance")
+    for _, row in sample.iterrows():
+        again = experiment(**committed_config(experiment, row))
+        assert again["N"] == row.N and again["D"] == row.D
+        assert again["min_val_loss"] == pytest.approx(row.min_val_loss, abs=0.03)
+        assert again["gap_paper"] == pytest.approx(row.gap_paper, rel=0.1, abs=0.005)
+        assert abs(again["step_min"] - row.step_min) <= 200
+
+
+@single_thread
+def test_the_start_of_a_random_loss_floor_run_recomputes():
+    floor = pd.read_csv(DATA / "loss_floor.csv")
+    runs = floor[["corpus", "seed"]].drop_duplicates()
+    pick = runs.iloc[np.random.default_rng(18).integers(len(runs))]
+    run = floor[(floor.corpus == pick.corpus) & (floor.seed == pick.seed)]
+    committed = run[run.step <= 200]
+    experiment = get_experiment("loss_floor")
+    # the first 200 steps of the committed run: same settings, a budget of 200 steps
+    rows = pd.DataFrame(experiment(**{**committed_config(experiment, run.iloc[0]), "steps": 200}))
+    assert len(rows) == len(committed)
+    for column in ("train_loss_all", "val_loss_filled"):
+        np.testing.assert_allclose(rows[column], committed[column], atol=0.02)
+    for column in ("energy_in", "energy_out", "global_energy"):
+        np.testing.assert_allclose(rows[column], committed[column], rtol=0.01)
+    np.testing.assert_allclose(rows.entropy_rate, committed.entropy_rate, rtol=1e-12)
+
+
+@single_thread
+def test_the_initial_activation_geometry_recomputes():
+    geometry = pd.read_csv(DATA / "activation_geometry.csv")
+    seed = int(np.random.default_rng(18).choice(geometry.seed.unique()))
+    committed = geometry[(geometry.seed == seed) & (geometry.stage == "init")]
+    experiment = get_experiment("activation_geometry")
+    config = committed_config(experiment, committed.iloc[0])
+    config["sample_sizes"] = tuple(int(m) for m in committed.m)
+    # steps=1 leaves the "init" rows (before any training) as the committed run computed them
+    rows = pd.DataFrame(experiment(**{**config, "steps": 1, "eval_every": 1}))
+    rows = rows[rows.stage == "init"]
+    np.testing.assert_allclose(rows.nn_mean, committed.nn_mean, rtol=1e-4)
+    np.testing.assert_allclose(rows.norm_mean, committed.norm_mean, rtol=1e-4)
+    assert list(rows.m) == list(committed.m)
