@@ -340,8 +340,8 @@ def initial_memory(runs_seeds, d: int, *, init: str = "zero", dtype=torch.float3
     d = check.positive_int("d", d)
     if init == "zero":
         return None
-    return torch.cat([memory.embeddings(d, d, int(seed), stream=_W0_STREAM, dtype=dtype, device=device)
-                      for seed in runs_seeds])
+    return _per_seed(runs_seeds, lambda seed: memory.embeddings(d, d, seed, stream=_W0_STREAM, dtype=dtype,
+                                                                device=device))
 
 
 def run_embeddings(runs_seeds, N: int, M: int, d: int, *, output_embeddings: str = "gaussian",
@@ -366,9 +366,16 @@ def run_embeddings(runs_seeds, N: int, M: int, d: int, *, output_embeddings: str
     output_embeddings = check.choice("output_embeddings", output_embeddings, memory.KINDS)
     N, M, d = check.positive_int("N", N), check.positive_int("M", M), check.positive_int("d", d)
     kwargs = dict(dtype=dtype, device=device)
-    E = [memory.embeddings(N, d, int(seed), stream=0, **kwargs) for seed in runs_seeds]
-    U = [memory.embeddings(M, d, int(seed), stream=1, kind=output_embeddings, **kwargs) for seed in runs_seeds]
-    return torch.cat(E), torch.cat(U)
+    return (_per_seed(runs_seeds, lambda seed: memory.embeddings(N, d, seed, stream=0, **kwargs)),
+            _per_seed(runs_seeds, lambda seed: memory.embeddings(M, d, seed, stream=1, kind=output_embeddings,
+                                                                 **kwargs)))
+
+
+def _per_seed(runs_seeds, draw) -> torch.Tensor:
+    """``draw(seed)`` (a ``(1, ...)`` tensor) for each run, drawn once per distinct seed: shape ``(R, ...)``."""
+    runs_seeds = [int(seed) for seed in runs_seeds]
+    distinct = {seed: draw(seed) for seed in dict.fromkeys(runs_seeds)}
+    return torch.cat([distinct[seed] for seed in runs_seeds])
 
 
 def two_token_setup(cosine: float = 0.95, p1: float = 0.75, *, dtype=torch.float64):
