@@ -280,7 +280,7 @@ def joint_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, ratio: float
     trials across workers with ``--grid seed=0,1,2,3 --grid trials=25``. Tied scores are decided as the
     paper's ``argmax`` does (``ties="first"``), tied counts in a seeded random order.
     """
-    T_grid = memory.log_grid(T_min, T_max, n_T)
+    T_grid = memory.log_grid(T_min, T_max, n_T, names=("T_min", "T_max", "n_T"))
     errors = joint_error(N, alpha, list(d_values), T_grid, scheme="top", M=M, ratio=ratio, trials=trials,
                          seed=seed, kind=kind, device=device, ties=ties, count_ties=count_ties)
     return _rows(errors, T=T_grid, d=np.asarray(d_values))
@@ -293,7 +293,8 @@ def overflow_experiment(N: int = 100, M: int = 5, alpha: float = 0.5, d_min: int
                         ties: str = "first") -> list[dict]:
     """The paper's grid for storing every seen token (q = 1[n_x > 0]); one row per trial, ``T`` and ``d``
     (tied scores decided as the paper's ``argmax`` does)."""
-    T_grid, d_grid = memory.log_grid(T_min, T_max, n_T), memory.log_grid(d_min, d_max, n_d)
+    T_grid = memory.log_grid(T_min, T_max, n_T, names=("T_min", "T_max", "n_T"))
+    d_grid = memory.log_grid(d_min, d_max, n_d, names=("d_min", "d_max", "n_d"))
     errors = joint_error(N, alpha, d_grid, T_grid, scheme="seen", M=M, trials=trials, seed=seed, kind=kind,
                          device=device, ties=ties)
     return _rows(errors, T=T_grid, d=d_grid)
@@ -307,7 +308,8 @@ def best_threshold_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, T: 
                               count_ties: str = "random") -> list[dict]:
     """Error of keeping the P most frequent of T samples, for P and d on log grids; one row per trial,
     ``P`` and ``d`` (tied scores decided as ``argmax`` does, tied counts in a seeded random order)."""
-    P_grid, d_grid = memory.log_grid(P_min, P_max, n_P), memory.log_grid(d_min, d_max, n_d)
+    P_grid = memory.log_grid(P_min, P_max, n_P, names=("P_min", "P_max", "n_P"))
+    d_grid = memory.log_grid(d_min, d_max, n_d, names=("d_min", "d_max", "n_d"))
     errors = threshold_error(N, alpha, d_grid, P_grid, T, M=M, trials=trials, seed=seed, kind=kind,
                              device=device, ties=ties, count_ties=count_ties)
     return _rows(errors, P=P_grid, d=d_grid)

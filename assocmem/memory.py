@@ -115,6 +115,8 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     stream = check.positive_int("stream", stream, minimum=0)
     kind = check.choice("kind", kind, KINDS)
     _check_float_dtype(dtype)
+    check.budget("n, d, trials", nbytes=2.0 * trials * n * d * torch.finfo(dtype).bits / 8,
+                 formula="the draw and its storage, trials x n x d")
     # stored coordinate-major (a transposed view): the leading-d blocks that nested grids use are
     # then contiguous in memory, which makes the products of population_error about twice as fast
     # (the float32 draw is converted to dtype in the same copy, exactly)
@@ -140,6 +142,8 @@ def memory_embeddings(N: int, M: int, d: int, seed: int, *, trials: int = 1, fir
     """Input embeddings ``E`` (``(trials, N, d)``, stream 0) and output embeddings ``U``
     (``(trials, M, d)``, stream 1), independent, from one ``seed``."""
     N, M = check.positive_int("N", N), check.positive_int("M", M)
+    check.budget("N, M, d, trials", nbytes=16.0 * check.positive_int("trials", trials) * (N + M)
+                 * check.positive_int("d", d), formula="two draws of trials x (N + M) x d")
     kwargs = dict(trials=trials, first_trial=first_trial, kind=kind, dtype=dtype, device=device)
     return (embeddings(N, d, seed, stream=0, **kwargs), embeddings(M, d, seed, stream=1, **kwargs))
 
@@ -148,7 +152,8 @@ def memory_embeddings(N: int, M: int, d: int, seed: int, *, trials: int = 1, fir
 
 def uniform_weights(N: int) -> np.ndarray:
     """Scheme ``q(x) = 1`` for every token: every association stored with the same weight."""
-    return np.ones(check.positive_int("N", N))
+    check.budget("N", nbytes=8.0 * check.positive_int("N", N), formula="a float64 array of N")
+    return np.ones(N)
 
 
 def power_weights(p, rho: float) -> np.ndarray:
@@ -165,6 +170,7 @@ def threshold_weights(N: int, P) -> np.ndarray:
     """
     N = check.positive_int("N", N)
     P_arr = check.int_array("P", P, minimum=0)
+    check.budget("N, P", nbytes=8.0 * N * P_arr.size, formula="float64 weights of N per P")
     rows = (np.arange(N)[None, :] < P_arr[:, None]).astype(np.float64)
     return rows if np.ndim(P) else rows[0]
 
@@ -428,18 +434,28 @@ def error_vs_d(N: int = 1000, M: int = 5, alpha: float = 2.0, scheme: str = "thr
     deviation of the error over ``trials`` nested embedding draws.
     """
     p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
-    d_grid = log_grid(d_min, d_max, n_d)
+    d_grid = log_grid(d_min, d_max, n_d, names=("d_min", "d_max", "n_d"))
     q = scheme_weights(scheme, p, d_grid, rho=rho, fraction=fraction)
     errors = error_scan(q, p, labels, M, d_grid, seed, trials=trials, kind=kind, device=device).cpu().numpy()
     return [{"d": int(d), "error_mean": float(errors[:, j].mean()), "error_std": float(errors[:, j].std())}
             for j, d in enumerate(d_grid)]
 
 
-def log_grid(low: int, high: int, n: int) -> np.ndarray:
-    """``n`` log-spaced integers from ``low`` to ``high`` (rounded; duplicates removed)."""
-    low = check.positive_int("low", low)
-    high = check.positive_int("high", high, minimum=low)
-    n = check.positive_int("n", n)
+def log_grid(low: int, high: int, n: int, *, names: tuple[str, str, str] = ("low", "high", "n")) -> np.ndarray:
+    """``n`` log-spaced integers from ``low`` to ``high`` (rounded; duplicates removed).
+
+    Parameters
+    ----------
+    low, high, n : int
+        The ends (``1 <= low <= high``) and the number of log-spaced values before rounding.
+    names : tuple of str
+        The caller's names for ``low``, ``high`` and ``n`` (e.g. ``("d_min", "d_max", "n_d")``), used in
+        error messages.
+    """
+    low = check.positive_int(names[0], low)
+    high = check.positive_int(names[1], high, minimum=low)
+    n = check.positive_int(names[2], n)
+    check.budget(names[2], nbytes=32.0 * n, formula="a few float64 arrays of n")
     return np.unique(np.round(np.geomspace(low, high, n)).astype(np.int64))
 
 

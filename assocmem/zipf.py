@@ -23,6 +23,7 @@ def zipf_probs(N: int, alpha: float) -> np.ndarray:
     """
     N = check.positive_int("N", N)
     alpha = check.real("alpha", alpha, low=0.0)
+    check.budget("N", nbytes=16.0 * N, formula="two float64 arrays of N")
     weights = np.arange(1, N + 1, dtype=np.float64) ** -alpha
     return weights / weights.sum()
 
@@ -36,6 +37,7 @@ def sample_tokens(N: int, alpha: float, T: int, seed: int, *, trials: int | None
     T = check.positive_int("T", T)
     seed = check.seed("seed", seed)
     shape = (T,) if trials is None else (check.positive_int("trials", trials), T)
+    check.budget("T, trials", nbytes=16.0 * np.prod(shape, dtype=float), formula="two 8-byte arrays of trials x T")
     cdf = np.cumsum(zipf_probs(N, alpha))
     uniforms = np.random.default_rng(seed).random(shape)
     return np.minimum(np.searchsorted(cdf, uniforms * cdf[-1], side="right"), N - 1)
@@ -133,6 +135,7 @@ def mod_labels(N: int, M: int) -> np.ndarray:
     """The reference labels ``f*(x) = x mod M`` for ``x = 1..N`` (0-based array of classes)."""
     N = check.positive_int("N", N)
     M = check.positive_int("M", M)
+    check.budget("N", nbytes=8.0 * N, formula="an int64 array of N")
     return np.arange(1, N + 1) % M
 
 
@@ -140,12 +143,15 @@ def random_labels(N: int, M: int, seed: int) -> np.ndarray:
     """Labels ``f*(x)`` drawn uniformly from ``{0..M-1}`` for ``x = 1..N``."""
     N = check.positive_int("N", N)
     M = check.positive_int("M", M)
+    check.budget("N", nbytes=8.0 * N, formula="an int64 array of N")
     return np.random.default_rng(check.seed("seed", seed)).integers(0, M, size=N)
 
 
 def _checked_tokens(tokens, N: int) -> np.ndarray:
     N = check.positive_int("N", N)
     tokens = np.asarray(tokens)
+    rows = tokens.size // tokens.shape[-1] if tokens.ndim and tokens.shape[-1] else 1
+    check.budget("N", nbytes=8.0 * N * rows, formula="int64 counts of N tokens per trial")
     if tokens.ndim == 0 or tokens.shape[-1] == 0 or not np.issubdtype(tokens.dtype, np.integer):
         raise ValueError(f"tokens must be a non-empty integer array of samples, got {tokens!r:.60}")
     if tokens.min() < 0 or tokens.max() >= N:
