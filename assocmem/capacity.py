@@ -655,9 +655,11 @@ def phase_winners(table, *, n_boot: int = 1000, seed: int = 0):
     r"""The winning scheme of each cell of a phase-diagram table and how sure the win is.
 
     For each cell (the columns ``d, T, alpha``), the top-P rows are reduced to the best fraction (by
-    mean over trials), then the scheme with the smallest mean error wins. ``confidence`` is the share of
-    ``n_boot`` bootstrap resamples of the trials (the same resample for every scheme: the draws are
-    shared) in which the same scheme wins; a boundary between two cells is uncertain where either
+    mean over trials), then the scheme with the smallest mean error wins. Schemes whose means equal the
+    smallest exactly (for instance several at zero error) tie: the winner is then ``"tie"`` and
+    ``tied`` lists them. ``confidence`` is the share of ``n_boot`` bootstrap resamples of the trials
+    (the same resample for every scheme: the draws are shared) whose smallest mean is attained by the
+    winner (by one of the tied schemes for a tie); a boundary between two cells is uncertain where either
     cell's confidence is low.
 
     Parameters
@@ -672,8 +674,8 @@ def phase_winners(table, *, n_boot: int = 1000, seed: int = 0):
     Returns
     -------
     pandas.DataFrame
-        One row per cell: ``d, T, alpha, winner, confidence, runner_up`` and ``gap`` (runner-up mean
-        minus winner mean).
+        One row per cell: ``d, T, alpha, winner, tied, confidence, runner_up`` and ``gap`` (the best
+        mean outside the winners minus the winner's mean).
     """
     import pandas as pd
 
@@ -688,12 +690,15 @@ def phase_winners(table, *, n_boot: int = 1000, seed: int = 0):
         errors = cell.pivot_table(index="trial", columns="scheme", values="error")     # (trials, schemes)
         values, names = errors.to_numpy(), np.array(errors.columns)
         means = values.mean(0)
-        order = np.argsort(means, kind="stable")
+        best = means == means.min()
+        others = np.where(best, np.inf, means)
         picks = rng.integers(0, values.shape[0], size=(n_boot, values.shape[0]))
-        boot_winners = values[picks].mean(1).argmin(1)
-        out.append({"d": d, "T": T, "alpha": alpha, "winner": names[order[0]],
-                    "confidence": float((boot_winners == order[0]).mean()), "runner_up": names[order[1]],
-                    "gap": float(means[order[1]] - means[order[0]])})
+        boot = values[picks].mean(1)                                                  # (n_boot, schemes)
+        held = (boot[:, best].min(1) <= boot.min(1)).mean()
+        out.append({"d": d, "T": T, "alpha": alpha, "winner": names[best][0] if best.sum() == 1 else "tie",
+                    "tied": " = ".join(names[best]), "confidence": float(held),
+                    "runner_up": names[int(others.argmin())] if np.isfinite(others).any() else "",
+                    "gap": float(others.min() - means.min()) if np.isfinite(others).any() else 0.0})
     return pd.DataFrame(out)
 
 

@@ -144,6 +144,34 @@ def test_phase_winners_take_the_smallest_mean_and_report_their_confidence():
     assert winners.winner.tolist() == ["a"] and winners.runner_up.tolist() == ["top P (P/d best)"]
     assert winners.gap.iloc[0] == pytest.approx(0.05)
     assert 0.5 < winners.confidence.iloc[0] < 1.0               # some resamples favour the noisy scheme
+    tie = pd.DataFrame([{"d": 1, "T": 1, "alpha": 1.0, "trial": t, "scheme": s, "error": 0.0}
+                        for t in range(3) for s in ("x", "y")] +
+                       [{"d": 1, "T": 1, "alpha": 1.0, "trial": t, "scheme": "z", "error": 0.2} for t in range(3)])
+    tied = cap.phase_winners(tie, n_boot=50).iloc[0]
+    assert tied.winner == "tie" and tied.tied == "x = y" and tied.confidence == 1.0 and tied.runner_up == "z"
+
+
+def test_committed_phase_and_zipf_rows_recompute():
+    """A random cheap cell of each committed table (d = 5, T = 128 for the phase diagram; d = 8, N/d <= 4
+    under Zipf), recomputed through the same experiment. Float64 throughout; the one-pass float64 runs and
+    LPs are deterministic here, and across CPU code paths an error moves by a whole token's mass or not at
+    all, so a flipped token (mass >= p(N) > 1e-4) would show."""
+    phase, zipf_rows = DATA / "phase.csv", DATA / "zipf_error.csv"
+    if not (phase.exists() and zipf_rows.exists()):
+        pytest.skip("phase.csv / zipf_error.csv not committed")
+    rng = np.random.default_rng(11)
+    table = pd.read_csv(phase)
+    alpha = rng.choice(table.alpha.unique())
+    cell = table[(table.d == 5) & (table["T"] == 128) & (table.alpha == alpha)]
+    again = pd.DataFrame(cap.phase_experiment(N=50, d=5, T=128, alpha=float(alpha)))
+    merged = cell.merge(again, on=["trial", "scheme", "fraction"], suffixes=("", "_again"))
+    assert len(merged) == len(cell) and np.allclose(merged.error, merged.error_again, atol=1e-9)
+    table = pd.read_csv(zipf_rows)
+    ratio = int(rng.choice([1, 2, 4]))
+    rows = table[(table.d == 8) & (table.N == 8 * ratio)]
+    again = pd.DataFrame(cap.zipf_error_experiment(d=8, ratio=ratio))
+    merged = rows.merge(again, on=["trial", "scheme"], suffixes=("", "_again"))
+    assert len(merged) == len(rows) and np.allclose(merged.error, merged.error_again, atol=1e-9)
 
 
 @pytest.mark.parametrize(("name", "d_max"), [("largest_stored_M5.csv", 16), ("largest_stored_Md.csv", 8)])
