@@ -41,10 +41,12 @@ def baseline(counts: np.ndarray, p: np.ndarray, labels: np.ndarray, E: np.ndarra
     """Explicit d x d memory for each trial, T and d; a tie counts as a miss."""
     trials = counts.shape[0]
     errors = np.zeros((trials, len(T_GRID), len(D_GRID)))
+    # the thresholds of every (trial, T, d), with the same seeded random order among tied counts
+    kept = memory.top_seen_weights(counts, np.floor(D_GRID / RATIO).astype(np.int64))
     for k in range(trials):
         for i in range(len(T_GRID)):
             for j, d in enumerate(D_GRID):
-                q = memory.top_seen_weights(counts[k, i], int(d // RATIO))
+                q = kept[k, i, j]
                 e, u = E[k, :, :d], U[k, :, :d]
                 W = (u[labels] * q[:, None]).T @ e            # sum_x q(x) u_{f*(x)} e_x^T, (d, d)
                 scores = u @ W @ e.T                          # (M, N)
