@@ -20,7 +20,8 @@ implementations share the interface of :func:`train`:
 
 * ``"dense"`` stores ``W`` (``R x d x d``); any optimiser, any model. For plain SGD and sign descent
   the update of ``W`` is one pass over it in blocks of rows that stay in cache: the block's gradient,
-  its update and (model ``"W"``) the next step's forward pass, so ``W`` is read and written once a step.
+  its update and the next step's forward pass, so ``W`` is read and written once a step (model
+  ``"learned"`` reads it once more, for the gradient in ``E``).
   Sign descent is Adam with betas ``(0, 0)``, :math:`\gamma\, g / (|g| + \epsilon)`, with no state.
 * ``"factorised"`` writes :math:`W_t = W_0 + K^\top A_t E` with ``K`` the output embeddings (and the
   rows :math:`W_0 e_x` when :math:`W_0 \neq 0`) and ``A`` of size ``k x N``. Plain and normalised SGD
@@ -885,37 +886,30 @@ class _DenseModel:
             self.opt.update([getattr(self, n) for n in self.names], [grads[n] for n in self.names],
                             [lr[n] for n in self.names])
             return
-        grad_U = bp.g.transpose(1, 2) @ bp.z if "U" in self.names else None
-        grad_rows = bp.dh * (bp.e > 0) if self.relu else None
-        if self.W is not None:
-            ahead = following is not None and "E" not in self.names
-            e_next = _batch_gather(self.E, following[0]) if ahead else None
-            dE, h_next = self._update_W(bp, lr["W"], "E" in self.names, e_next)
-            if ahead:
-                self.ahead = (following[0], h_next)
-            if "E" in self.names:
-                grad_rows = dE
         if "U" in self.names:
-            self.opt.apply(self.U, grad_U, lr["U"])
+            self.opt.apply(self.U, bp.g.transpose(1, 2) @ bp.z, lr["U"])
         if "E" in self.names:  # the batch's tokens are distinct: update their rows only (the others' step is 0)
-            self.opt.apply(bp.e, grad_rows, lr["E"])
-            self.E[_runs_index(idx), idx] = bp.e
+            rows = bp.e.clone()
+            self.opt.apply(rows, bp.dh * (bp.e > 0) if self.relu else bp.dh @ self.W, lr["E"])
+            self.E[_runs_index(idx), idx] = rows
+        if self.W is not None:
+            e_next = None if following is None else _batch_gather(self.E, following[0])
+            h_next = self._update_W(bp, lr["W"], e_next)
+            self.ahead = None if following is None else (following[0], h_next)
 
-    def _update_W(self, bp: _Backprop, lr: torch.Tensor, want_dE: bool, e_next):
-        r"""One pass over ``W`` in blocks of rows: the block's share of :math:`\partial_E = \partial_h W`
-        (before the update), its SGD or sign-descent update, and the next batch's :math:`h = W e`."""
+    def _update_W(self, bp: _Backprop, lr: torch.Tensor, e_next):
+        r"""One pass over ``W`` in blocks of rows: the block's SGD or sign-descent update from the batch's
+        points ``bp.e`` (before ``E`` moved), then the next batch's :math:`h = W e` on the updated block
+        (``e_next`` from the updated ``E``), so that ``W`` is read and written once."""
         W, dh, e = self.W, bp.dh, bp.e
         R, d = W.shape[:2]
         sgd = self.opt.name == "sgd"
         dh_t = dh.transpose(1, 2) * -lr.view(R, 1, 1) if sgd else dh.transpose(1, 2)
         inv_rate = (-1.0 / lr).view(R, 1, 1)
-        dE = torch.zeros_like(dh) if want_dE else None
         h_next = None if e_next is None else torch.empty(R, e_next.shape[1], d, dtype=W.dtype, device=W.device)
         for start in range(0, d, self.rows):
             rows = slice(start, start + self.rows)
             block = W[:, rows]
-            if want_dE:
-                dE.baddbmm_(dh[:, :, rows], block)
             if sgd:
                 block.baddbmm_(dh_t[:, rows], e)
             else:
@@ -923,7 +917,7 @@ class _DenseModel:
                 block.addcdiv_(grad, grad.abs().add_(self.opt.eps).mul_(inv_rate))
             if h_next is not None:
                 h_next[:, :, rows] = torch.bmm(e_next, block.transpose(1, 2))
-        return dE, h_next
+        return h_next
 
     def scores(self) -> torch.Tensor:
         h = _hidden(self.W, self.E, self.relu)
