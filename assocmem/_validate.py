@@ -147,3 +147,21 @@ def budget(names: str, *, nbytes: float = 0.0, work: float = 0.0, formula: str =
 def _short(value, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def real_array(name: str, values) -> np.ndarray:
+    """A non-empty real scalar or array with every entry finite, as float64 (NaN and inf refused by name)."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"{name} must be a real number or array, got {_short(values)}")
+    try:
+        arr = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a real number or array, got {_short(values)} ({error})") from None
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a real number or array, got {_short(values)}")
+    arr = arr.astype(np.float64)
+    if arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty real array, got an empty one")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {_short(values)}")
+    return arr

@@ -165,7 +165,7 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     M = check.positive_int("M", M)
     ties = check.choice("ties", ties, memory.TIES)
     d_grid = check.int_array("d_grid", d_grid)
-    weights = np.asarray(weights, dtype=np.float64)
+    weights = check.real_array("weights", weights)
     if weights.ndim not in (3, 4) or (weights.ndim == 4 and weights.shape[2] != d_grid.size):
         raise ValueError(f"weights must have shape (trials, G, N) or (trials, G, len(d_grid)={d_grid.size}, N), "
                          f"got {weights.shape}")
@@ -234,7 +234,7 @@ def best_threshold(errors, P_grid) -> np.ndarray:
     ties go to the smallest ``P``. Returns one ``P`` per ``d``.
     """
     P_grid = _increasing("P_grid", P_grid, minimum=0)
-    errors = np.asarray(errors, dtype=np.float64)
+    errors = check.real_array("errors", errors)
     if errors.ndim != 3 or errors.shape[1] != P_grid.size:
         raise ValueError(f"errors must have shape (trials, len(P_grid)={P_grid.size}, len(d_grid)), "
                          f"got {errors.shape}")
@@ -254,7 +254,7 @@ def more_data_hurts(errors, *, z: float = 2.0) -> np.ndarray:
     Returns a boolean array of shape ``(len(T_grid), len(d_grid))``.
     """
     z = check.real("z", z, low=0.0)
-    errors = np.asarray(errors, dtype=np.float64)
+    errors = check.real_array("errors", errors)
     if errors.ndim != 3 or errors.shape[0] < 2:
         raise ValueError(f"errors must have shape (trials >= 2, len(T_grid), len(d_grid)), got {errors.shape}")
     mean = errors.mean(axis=0)

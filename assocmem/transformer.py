@@ -480,7 +480,7 @@ def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04, *, interpolate: b
     already below).
     """
     sizes = check.int_array("data_sizes", data_sizes)
-    gaps = np.asarray(gaps, dtype=np.float64)
+    gaps = check.real_array("gaps", gaps)
     if gaps.shape != sizes.shape or not np.all(np.isfinite(gaps)) or np.any(gaps <= 0):
         raise ValueError(f"gaps must be finite and > 0 with the shape of data_sizes {sizes.shape}, "
                          f"got {gaps}")

@@ -76,7 +76,7 @@ def first_occurrence(tokens: np.ndarray, N: int) -> np.ndarray:
 def seen_curves(tokens: np.ndarray, p: np.ndarray, T_grid) -> tuple[np.ndarray, np.ndarray]:
     r"""Number of distinct tokens and unseen mass :math:`\sum_x p(x) 1[n_x = 0]` in each prefix of
     ``tokens`` of length ``t`` in ``T_grid``. Returns two arrays of shape ``(trials, len(T_grid))``."""
-    p = np.asarray(p, dtype=np.float64)
+    p = check.real_array("p", p)
     tokens = np.atleast_2d(np.asarray(tokens))
     T_grid = check.int_array("T_grid", T_grid)
     if T_grid.max() > tokens.shape[-1]:

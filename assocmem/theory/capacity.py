@@ -178,7 +178,7 @@ def fano_phi(P, M: int) -> np.ndarray:
         Number of classes, ``M >= 2``.
     """
     M = check.positive_int("M", M, minimum=2)
-    P = np.asarray(P, dtype=np.float64)
+    P = check.real_array("P", P)
     if not np.all(np.isfinite(P)) or P.min(initial=0.0) < 0 or P.max(initial=0.0) > 1 - 1 / M + 1e-12:
         raise ValueError(f"P must lie in [0, 1 - 1/M] = [0, {1 - 1 / M}]")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -328,7 +328,7 @@ def _soft_threshold(p: np.ndarray, lam: float, M: int) -> np.ndarray:
 
 
 def _weights(q, labels) -> tuple[np.ndarray, np.ndarray]:
-    q = np.asarray(q, dtype=np.float64)
+    q = check.real_array("q", q)
     if q.ndim != 1 or q.size == 0 or not np.all(np.isfinite(q)):
         raise ValueError(f"q must be a finite non-empty 1-D array of weights, got shape {q.shape}")
     labels = check.int_array("labels", labels, minimum=0)
@@ -338,7 +338,7 @@ def _weights(q, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _probabilities(p, N: int | None) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float64)
+    p = check.real_array("p", p)
     if p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or p.min() < 0:
         raise ValueError("p must be a non-empty 1-D array of finite non-negative probabilities")
     if N is not None and p.size != N:

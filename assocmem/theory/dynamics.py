@@ -45,7 +45,7 @@ def one_visit(q, lr: float, M: int) -> np.ndarray:
     """
     lr = check.real("lr", lr, low=0.0, low_open=True)
     M = check.positive_int("M", M, minimum=2)
-    q = np.asarray(q, dtype=np.float64)
+    q = check.real_array("q", q)
     return q + lr * _wrong_mass(q, M)
 
 
@@ -98,7 +98,7 @@ def minibatch_q(counts, lr, M: int, batch_size: int, *, form: str = "paper") -> 
     M = check.positive_int("M", M, minimum=2)
     B = check.positive_int("batch_size", batch_size)
     check.choice("form", form, FORMS)
-    counts = np.asarray(counts, dtype=np.float64)
+    counts = check.real_array("counts", counts)
     if counts.ndim < 2 or counts.min(initial=0) < 0:
         raise ValueError("counts must have shape (..., steps, N) with non-negative entries")
     steps = counts.shape[-2]
@@ -118,7 +118,7 @@ def population_q(probs, lr: float, M: int, steps: int, *, form: str = "paper") -
     For small :math:`\gamma t` this gives :math:`q_t(x) \approx \gamma t (M-1)/M \cdot p(x)`,
     the scheme :math:`q \propto p` of chapter 2. Returns shape ``(steps + 1, N)``.
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = check.real_array("probs", probs)
     if probs.ndim != 1 or probs.min() < 0:
         raise ValueError("probs must be a 1-D array of probabilities")
     steps = check.positive_int("steps", steps)

@@ -113,7 +113,7 @@ def dense_bit_error(K, d, a: int) -> np.ndarray:
     .. math:: P(\text{bit flips}) \approx \Phi\!\left(-\sqrt{\frac{d^{a-1}}{(2a-3)!!\,K}}\right).
     """
     a = check.positive_int("a", a, minimum=2)
-    K = np.asarray(K, dtype=np.float64)
+    K = check.real_array("K", K)
     if np.any(K <= 0):
         raise ValueError("K must be positive")
     snr = np.sqrt(_dimensions(d) ** (a - 1) / (double_factorial(2 * a - 3) * K))
@@ -233,8 +233,8 @@ def retrieval_error_bound(N: int, M: float, beta: float, separation, distance) -
     N = check.positive_int("N", N)
     M = check.real("M", M, low=0.0)
     beta = check.real("beta", beta, low=0.0, low_open=True)
-    separation = np.asarray(separation, dtype=np.float64)
-    distance = np.asarray(distance, dtype=np.float64)
+    separation = check.real_array("separation", separation)
+    distance = check.real_array("distance", distance)
     if np.any(distance < 0):
         raise ValueError("distance must be non-negative")
     return 2.0 * (N - 1) * M * np.exp(-beta * (separation - 2.0 * M * distance))
@@ -251,7 +251,7 @@ def cap_probability(eta, d) -> np.ndarray:
     association interferes with a query only through such a cap, so :math:`1/P` sets a capacity scale
     exponential in :math:`d`.
     """
-    eta = np.asarray(eta, dtype=np.float64)
+    eta = check.real_array("eta", eta)
     if np.any((eta < 0) | (eta >= 1)):
         raise ValueError("eta must lie in [0, 1)")
     d = _dimensions(d, minimum=2)
@@ -266,7 +266,7 @@ def nearest_neighbour_bounds(g, N: int) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(lower, upper)``.
     """
     N = check.positive_int("N", N)
-    g = np.asarray(g, dtype=np.float64)
+    g = check.real_array("g", g)
     return g - math.log(N), g
 
 
@@ -279,7 +279,7 @@ def mchn_link_gap(norms) -> float:
 
     with equality for patterns of equal norm. Returns the gap :math:`\max\|\rho\|^2 - \min\|\rho\|^2`.
     """
-    norms = np.asarray(norms, dtype=np.float64)
+    norms = check.real_array("norms", norms)
     if norms.size == 0 or np.any(norms < 0):
         raise ValueError("norms must be a non-empty array of non-negative numbers")
     return float(norms.max() ** 2 - norms.min() ** 2)
@@ -294,7 +294,7 @@ def global_energy_bounds(min_energy, layers: int) -> tuple[np.ndarray, np.ndarra
     strict on the right as soon as :math:`l \ge 2`. Returns ``(lower, upper)``.
     """
     layers = check.positive_int("layers", layers)
-    min_energy = np.asarray(min_energy, dtype=np.float64)
+    min_energy = check.real_array("min_energy", min_energy)
     return min_energy - math.log(layers), min_energy
 
 

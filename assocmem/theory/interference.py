@@ -89,7 +89,7 @@ def score_moments(q, labels, d: int, M: int | None = None, *, kind: str = "gauss
     d = check.positive_int("d", d)
     kind = check.choice("kind", kind, ("gaussian", "sphere"))
     output_norm = check.real("output_norm", output_norm, low=0.0)
-    q = np.asarray(q, dtype=np.float64)
+    q = check.real_array("q", q)
     labels = check.int_array("labels", labels, minimum=0)
     M = int(labels.max()) + 1 if M is None else check.positive_int("M", M)
     if q.ndim != 1 or q.size != labels.size or not np.all(np.isfinite(q)):
@@ -175,7 +175,7 @@ def _probability_correct(mean, var_true, var_wrong, labels) -> np.ndarray:
 
 
 def _probabilities(p) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float64)
+    p = check.real_array("p", p)
     if p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or p.min() < 0:
         raise ValueError("p must be a non-empty 1-D array of finite non-negative probabilities")
     return p
@@ -186,7 +186,7 @@ def _grid(d_grid) -> np.ndarray:
 
 
 def _weights_per_d(q, N: int, G: int) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
+    q = check.real_array("q", q)
     if q.ndim == 3 and q.shape[0] == 1:
         q = q[0]
     if q.ndim == 1:

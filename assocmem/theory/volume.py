@@ -103,7 +103,7 @@ def loss_from_log_partition(log_Z) -> np.ndarray:
     log_Z : float or array
         Natural logs of partition functions.
     """
-    log_Z = np.asarray(log_Z, dtype=np.float64)
+    log_Z = check.real_array("log_Z", log_Z)
     if not np.all(np.isfinite(log_Z)):
         raise ValueError(f"log_Z must be finite, got {log_Z}")
     with np.errstate(over="ignore"):
