@@ -63,6 +63,7 @@ def replica_overlap(load, *, iterations: int = 5000) -> np.ndarray:
     """
     load = check.positive_array("load", load)
     iterations = check.positive_int("iterations", iterations)
+    check.budget("iterations", work=20.0 * iterations * load.size, formula="20 operations per iteration and load")
     m, r = np.ones_like(load), np.ones_like(load)
     for _ in range(iterations):
         C = np.sqrt(2.0 / (np.pi * load * r)) * np.exp(-(m**2) / (2.0 * load * r))
@@ -81,13 +82,14 @@ def error_free_capacity(d) -> np.ndarray:
 def double_factorial(n: int) -> int:
     r""":math:`n!! = n (n-2) (n-4) \cdots`, with :math:`(-1)!! = 0!! = 1`."""
     n = check.positive_int("n", n, minimum=-1)
+    check.budget("n", work=float(n) ** 2, formula="n**2 digit operations of the big-integer product")
     return math.prod(range(n, 0, -2)) if n > 0 else 1
 
 
 def dense_capacity_scale(d, a: int) -> np.ndarray:
     r"""Capacity scale :math:`d^{a-1}` of the dense associative memory with :math:`F(x) = x^a` [KH16]."""
     a = check.positive_int("a", a, minimum=2)
-    return _dimensions(d) ** (a - 1)
+    return _in_range(np.exp((a - 1) * np.log(_dimensions(d))), "a, d")
 
 
 def dense_error_free_capacity(d, a: int) -> np.ndarray:
@@ -99,7 +101,7 @@ def dense_error_free_capacity(d, a: int) -> np.ndarray:
     """
     a = check.positive_int("a", a, minimum=2)
     d = _dimensions(d, minimum=2)
-    return d ** (a - 1) / (2.0 * double_factorial(2 * a - 3) * np.log(d))
+    return _in_range(np.exp((a - 1) * np.log(d) - _log_odd_double_factorial(2 * a - 3)) / (2.0 * np.log(d)), "a, d")
 
 
 def dense_bit_error(K, d, a: int) -> np.ndarray:
@@ -116,7 +118,7 @@ def dense_bit_error(K, d, a: int) -> np.ndarray:
     K = check.real_array("K", K)
     if np.any(K <= 0):
         raise ValueError("K must be positive")
-    snr = np.sqrt(_dimensions(d) ** (a - 1) / (double_factorial(2 * a - 3) * K))
+    snr = np.exp(0.5 * ((a - 1) * np.log(_dimensions(d)) - _log_odd_double_factorial(2 * a - 3) - np.log(K)))
     return np.exp(log_ndtr(-snr))
 
 
@@ -131,7 +133,8 @@ def dense_capacity_at_error(d, a: int, error: float) -> np.ndarray:
     a = check.positive_int("a", a, minimum=2)
     error = check.real("error", error, low=0.0, high=0.5, low_open=True, high_open=True)
     z = ndtri(1.0 - error)
-    return dense_capacity_scale(d, a) / (double_factorial(2 * a - 3) * z**2)
+    log_scale = (a - 1) * np.log(_dimensions(d)) - _log_odd_double_factorial(2 * a - 3)
+    return _in_range(np.exp(log_scale) / z**2, "a, d")
 
 
 def modern_energy_offset(N: int, M: float, beta: float) -> float:
@@ -296,6 +299,19 @@ def global_energy_bounds(min_energy, layers: int) -> tuple[np.ndarray, np.ndarra
     layers = check.positive_int("layers", layers)
     min_energy = check.real_array("min_energy", min_energy)
     return min_energy - math.log(layers), min_energy
+
+
+def _log_odd_double_factorial(n: int) -> float:
+    r""":math:`\log n!!` for odd :math:`n = 2k - 1 \ge -1`: :math:`\log (2k)! - k \log 2 - \log k!` (no overflow)."""
+    k = (n + 1) // 2
+    return float(gammaln(2 * k + 1) - k * np.log(2.0) - gammaln(k + 1))
+
+
+def _in_range(values: np.ndarray, names: str) -> np.ndarray:
+    """``values`` if finite, else a ``ValueError`` naming the parameters whose size overflowed float64."""
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{names}: the result exceeds the float64 range (about 1.8e308) for these values")
+    return values
 
 
 def _dimensions(d, *, minimum: int = 1) -> np.ndarray:
