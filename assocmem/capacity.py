@@ -33,7 +33,7 @@ __all__ = ["score_basis", "stores_exactly", "largest_stored", "largest_stored_ex
            "lp_memory_error", "optimised_memory", "theorem1_comparison", "minimax_comparison",
            "zipf_error_experiment", "memory_heatmap",
            "learned_embeddings_vs_M", "learned_experiment", "PHASE_SCHEMES", "phase_cell",
-           "phase_experiment", "phase_winners"]
+           "phase_experiment", "phase_winners", "overflow_agreement"]
 
 
 # --------------------------------------------------------------------------- exact storage by LP
@@ -700,6 +700,47 @@ def phase_winners(table, *, n_boot: int = 1000, seed: int = 0):
                     "runner_up": names[int(others.argmin())] if np.isfinite(others).any() else "",
                     "gap": float(others.min() - means.min()) if np.isfinite(others).any() else 0.0})
     return pd.DataFrame(out)
+
+
+def overflow_agreement(table, *, N: int, capacity: float = 1.3, n_boot: int = 1000, seed: int = 0):
+    r"""Chapter 3's overflow prediction tested on the phase diagram: storing every seen token against
+    thresholding.
+
+    Keeps the rows ``"q = 1 (seen)"`` and ``"top P (P/d best)"`` of a :func:`phase_cell` table, finds the
+    winner of each cell (:func:`phase_winners`), and predicts ``"q = 1 (seen)"`` when
+    :math:`d \ge K(T)/c` (:func:`assocmem.theory.finite_sample.overflow_dimension`, ``c = capacity``),
+    thresholding otherwise. A tie (thresholding at :math:`P = d` keeps every seen token) is consistent
+    with the prediction "seen", since both then store the same tokens.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`phase_cell` (columns ``d, T, alpha, trial, scheme, error, fraction``).
+    N : int
+        Number of tokens of the table.
+    capacity : float
+        Equal-weight associations per dimension, ``c`` (chapter 3 measures about 1.3).
+    n_boot, seed : int
+        Bootstrap of :func:`phase_winners`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`phase_winners`' columns plus ``d_star`` (the predicted boundary at that ``T``),
+        ``predicted`` and ``consistent``.
+    """
+    from .theory import finite_sample as fs_theory
+
+    N = check.positive_int("N", N)
+    capacity = check.real("capacity", capacity, low=0.0, low_open=True)
+    pair = table[table.scheme.isin(["q = 1 (seen)", "top P (P/d best)"])]
+    winners = phase_winners(pair, n_boot=n_boot, seed=seed)
+    winners["d_star"] = [fs_theory.overflow_dimension(N, float(a), [int(T)], capacity=capacity)[0]
+                         for a, T in zip(winners.alpha, winners["T"], strict=True)]
+    winners["predicted"] = np.where(winners.d >= winners.d_star, "q = 1 (seen)", "top P (P/d best)")
+    winners["consistent"] = (winners.winner == winners.predicted) | (
+        (winners.winner == "tie") & (winners.predicted == "q = 1 (seen)"))
+    return winners
 
 
 # --------------------------------------------------------------------------- internals

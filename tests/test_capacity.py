@@ -174,6 +174,20 @@ def test_committed_phase_and_zipf_rows_recompute():
     assert len(merged) == len(rows) and np.allclose(merged.error, merged.error_again, atol=1e-9)
 
 
+def test_overflow_agreement_predicts_seen_above_the_overflow_dimension():
+    rows = []
+    for d, seen_error, top_error in ((2, 0.5, 0.3), (400, 0.1, 0.1)):
+        for trial in range(3):
+            rows += [{"d": d, "T": 1000, "alpha": 2.0, "trial": trial, "scheme": "q = 1 (seen)", "error": seen_error},
+                     {"d": d, "T": 1000, "alpha": 2.0, "trial": trial, "scheme": "top P (P/d best)",
+                      "fraction": 1.0, "error": top_error}]
+    out = cap.overflow_agreement(pd.DataFrame(rows), N=100, n_boot=20)
+    K = zipf.expected_distinct(100, 2.0, [1000])[0]
+    assert np.allclose(out.d_star, K / 1.3)
+    assert out.predicted.tolist() == ["top P (P/d best)", "q = 1 (seen)"]      # d = 2 overflows, 400 does not
+    assert out.winner.tolist() == ["top P (P/d best)", "tie"] and out.consistent.all()
+
+
 @pytest.mark.parametrize(("name", "d_max"), [("largest_stored_M5.csv", 16), ("largest_stored_Md.csv", 8)])
 def test_committed_largest_stored_rows_recompute(name, d_max):
     """Three random rows of each committed table, recomputed from their configuration (rows with
