@@ -82,6 +82,7 @@ def clustered_patterns(clusters: int, per_cluster: int, d: int, *, spread: float
     Returns ``(clusters * per_cluster, d)``, cluster by cluster."""
     clusters, per_cluster = check.positive_int("clusters", clusters), check.positive_int("per_cluster", per_cluster)
     d, spread = check.positive_int("d", d), check.real("spread", spread, low=0.0)
+    radius = check.real("radius", radius, low=0.0, low_open=True)
     gen = _generator(seed, device)
     centres = sphere_patterns(clusters, d, seed=gen, device=device, dtype=dtype)[0]
     noise = torch.randn((clusters, per_cluster, d), generator=gen, device=gen.device, dtype=dtype).to(centres.device)
@@ -143,7 +144,7 @@ def dense_energy(states, patterns, a: int) -> torch.Tensor:
     ``states`` ``(..., Q, d)``, ``patterns`` ``(..., K, d)``; returns ``(..., Q)``.
     """
     (states, patterns), a = _pair("states", states, "patterns", patterns), _power(a)
-    return -(_overlaps(states, patterns) ** a).sum(-1)
+    return _finite(-(_overlaps(states, patterns) ** a).sum(-1), "a")
 
 
 def dense_update(states, patterns, a: int, *, mode: str = SYNCHRONOUS, order=None) -> torch.Tensor:
@@ -339,8 +340,10 @@ def modern_energy(states, patterns, beta: float) -> torch.Tensor:
     beta = _beta(beta)
     N = patterns.shape[-2]
     radius_sq = (patterns**2).sum(-1).amax(-1, keepdim=True)
-    lse = torch.logsumexp(beta * (states @ patterns.transpose(-1, -2)), dim=-1)
-    return -lse / beta + 0.5 * (states**2).sum(-1) + math.log(N) / beta + 0.5 * radius_sq
+    scores = states @ patterns.transpose(-1, -2)
+    top = scores.amax(-1, keepdim=True)  # lse / beta = top + lse(beta (x - top)) / beta: finite for any beta
+    lse = top.squeeze(-1) + torch.logsumexp(beta * (scores - top), dim=-1) / beta
+    return -lse + 0.5 * (states**2).sum(-1) + math.log(N) / beta + 0.5 * radius_sq
 
 
 def modern_update(states, patterns, beta: float) -> torch.Tensor:
@@ -362,6 +365,8 @@ def modern_retrieve(states, patterns, beta: float, *, steps: int = 1) -> Traject
     """Apply :func:`modern_update` ``steps`` times, recording states and :func:`modern_energy`."""
     steps, beta = check.positive_int("steps", steps), _beta(beta)
     start, patterns = _pair("states", states, "patterns", patterns)
+    check.budget("steps", nbytes=2.0 * steps * start.numel() * start.element_size(),
+                 work=steps * (2.0 * start.numel() * patterns.shape[-2] + 1e5), formula="steps x (states x patterns)")
     states = [start]
     for _ in range(steps):
         states.append(_softmax_weights(states[-1], patterns, beta) @ patterns)
@@ -429,7 +434,7 @@ def fixed_point_census(patterns, betas, *, queries: int = 200, steps: int = 100,
     patterns; in between, metastable averages of similar patterns.
     """
     patterns = _tensor("patterns", patterns, min_dim=2)
-    betas = np.asarray(betas, dtype=np.float64).reshape(-1)
+    betas = check.real_array("betas", betas).reshape(-1)
     steps, queries = check.positive_int("steps", steps), check.positive_int("queries", queries)
     gen = _generator(seed, patterns.device)
     starts = torch.randn((queries, patterns.shape[-1]), generator=gen, device=gen.device,
@@ -732,7 +737,16 @@ def _crossing(grid: np.ndarray, values: np.ndarray, level: float, name: str) -> 
 
 
 def _softmax_weights(states: torch.Tensor, patterns: torch.Tensor, beta: float) -> torch.Tensor:
-    return torch.softmax(beta * (states @ patterns.transpose(-1, -2)), dim=-1)
+    scores = states @ patterns.transpose(-1, -2)
+    # shifted by the row maximum before scaling, so a huge beta gives the arg-max weights, not NaN
+    return torch.softmax(beta * (scores - scores.amax(-1, keepdim=True)), dim=-1)
+
+
+def _finite(energies: torch.Tensor, name: str) -> torch.Tensor:
+    if not bool(torch.isfinite(energies).all()):
+        raise ValueError(f"{name}: the energy overflows {energies.dtype} for these states and patterns "
+                         f"(largest finite {torch.finfo(energies.dtype).max:.3g}); use float64 or a smaller {name}")
+    return energies
 
 
 def _squared_distances(x, patterns) -> torch.Tensor:
