@@ -47,8 +47,9 @@ def excess_error(N: int, alpha: float, T) -> np.ndarray:
        ``d >= N``, and output embeddings whose Gram matrix has its strict maximum on the diagonal of
        each row);
     3. a token with weight 0 is always an error: its scores are all 0 and a tie counts as a miss (as in
-       :func:`assocmem.memory.population_error`; a rule that breaks ties towards class 0 would be
-       right on the unseen tokens of class 0, and each term gets the factor :math:`1[f^*(x) \ne 0]`).
+       :func:`assocmem.memory.population_error` with its default ``ties="error"``; the ``argmax`` rule,
+       ``ties="first"``, is right on the unseen tokens of class 0, and each term gets the factor
+       :math:`1[f^*(x) \ne 0]`).
 
     Then :math:`\mathcal{E}(q_T) = \sum_x p(x)\,1[n_x = 0]` for every sample, and
     :math:`\mathbb{P}(n_x = 0) = (1 - p(x))^T`. With random embeddings, condition 2 fails: interference
@@ -161,10 +162,10 @@ def overflow_dimension(N: int, alpha: float, T, *, capacity: float) -> np.ndarra
     (:func:`assocmem.zipf.expected_distinct`) and ``capacity`` :math:`c` the number of equal-weight
     associations a memory of dimension ``d`` holds per dimension. Below :math:`d^*(T)` each new token
     adds interference to all the others. Whether the error then *rises* with ``T`` depends on the tail:
-    with heavy tails (``alpha >= 1`` in chapter 3) the newcomers are rare and the damage wins, so more
-    data makes the memory worse; at ``alpha = 0.5`` they carry as much mass as the stored tokens and
-    the error only saturates. Chapter 3 measures :math:`c \approx 1.3` (quartiles 1.0–1.7) at
-    ``N = 100``, ``alpha = 1``, ``M = 5``.
+    for a steeper law (``alpha = 1`` in chapter 3, the lighter tail against ``alpha = 0.5``) the
+    newcomers are rare and the damage wins, so more data makes the memory worse; at ``alpha = 0.5`` they
+    carry as much mass as the stored tokens and the error only saturates. Chapter 3 measures :math:`c`
+    (of order one) at ``N = 100``, ``alpha = 1``, ``M = 5``.
     """
     capacity = check.real("capacity", capacity, low=0.0, low_open=True)
     return zipf.expected_distinct(N, alpha, T) / capacity
