@@ -73,8 +73,11 @@ def replica_overlap(load, *, iterations: int = 5000) -> np.ndarray:
 
 
 def error_free_capacity(d) -> np.ndarray:
-    r"""Error-free capacity :math:`K \approx d / (2 \ln d)` of the classical Hopfield network:
-    the load at which every bit of every stored pattern is stable with high probability."""
+    r"""Error-free capacity :math:`K \approx d / (2 \ln d)` of the classical Hopfield network, per
+    pattern: the number of stored patterns up to which each one keeps all its ``d`` bits under an
+    update (is an exact fixed point) with high probability, from :math:`d\,e^{-d/2K} \ll 1`.
+    Requiring every bit of *every* pattern at once, a union bound over all :math:`Kd` bits, gives
+    :math:`d/(4 \ln d)` instead (chapter 5)."""
     d = _dimensions(d, minimum=2)
     return d / (2.0 * np.log(d))
 
