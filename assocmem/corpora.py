@@ -272,6 +272,9 @@ def grammar_corpus(grammar: Grammar | None = None, n_train: int = 200_000, n_val
     training and validation drawn with independent seeds; ``entropy_rate`` is exact."""
     grammar = grammar or question_formation_grammar()
     seed = check.seed("seed", seed)
+    for name, n in (("n_train", n_train), ("n_validation", n_validation)):
+        check.budget(name, nbytes=64.0 * check.positive_int(name, n), work=2e3 * n,
+                     formula="a Python-level draw and int64 storage of every token")
     train = grammar.sample_stream(n_train, seed=2 * seed)
     validation = grammar.sample_stream(n_validation, seed=2 * seed + 1)
     return Corpus("question-formation", train, validation, grammar.vocabulary, grammar.entropy_rate())
@@ -294,6 +297,7 @@ def widened_lexicon(factor: int) -> dict:
         Variants per word (1 gives the default lexicon back).
     """
     factor = check.positive_int("factor", factor)
+    check.budget("factor", nbytes=200.0 * 40 * factor, work=1e3 * factor, formula="about 40 words x factor strings")
     classes = {"DET": DETERMINERS, "N": NOUNS, "AUX": AUXILIARIES, "V_I": INTRANSITIVE,
                "V_T": TRANSITIVE, "P": PREPOSITIONS}
     return {name: tuple(w if k == 1 else f"{w}{k}" for k in range(1, factor + 1) for w in words)

@@ -80,6 +80,9 @@ class CausalTransformer(nn.Module):
         self.n_heads = check.positive_int("n_heads", n_heads)
         self.context = check.positive_int("context", context)
         self.mlp_ratio = check.positive_int("mlp_ratio", mlp_ratio)
+        check.budget("vocab_size, d_emb, n_layers, context, mlp_ratio", formula="4-byte parameters and Adam state",
+                     nbytes=16.0 * d_emb * (2 * vocab_size + context + n_layers * (4 + 2 * mlp_ratio) * d_emb),
+                     work=1e4 * n_layers)
         if d_emb % n_heads:
             raise ValueError(f"d_emb must be divisible by n_heads, got d_emb={d_emb}, n_heads={n_heads}")
         with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
