@@ -409,6 +409,8 @@ def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, 
     N = _probabilities(p, normalised=False).size
     qs = [np.asarray(q.cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64) for q in qs]
     D = int(d_grid.max())
+    check.budget("trials", work=2.0 * trials * (N + M) * D * (M + len(qs) * d_grid.size),
+                 formula="trials x (N + M) x d_max x (M + schemes x len(d_grid)) for the draws and products")
     bytes_per_trial = (N + M) * D * torch.empty((), dtype=dtype).element_size()
     chunk = max(1, max_bytes // bytes_per_trial)
     results = []
