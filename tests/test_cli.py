@@ -90,6 +90,12 @@ def test_output_and_cache_paths_are_checked_before_any_computing(tmp_path, capsy
     assert pd.read_csv(existing)["ok"].tolist() == [0, 1]
 
 
+def test_a_huge_size_fails_at_once_naming_it(capsys):
+    code = main(["run", "interference_error_vs_d", "--grid", "trials=1000000000000", "--no-cache", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "trials: this call needs about" in err and "ASSOCMEM_MAX_WORK" in err
+
+
 def test_string_axes_are_values_not_ranges():
     assert parse_axis("device=cuda:0,cpu", {"device": "cpu"})[1] == ["cuda:0", "cpu"]
     assert parse_axis("device=cuda:1", {"device": "cpu"})[1] == ["cuda:1"]
