@@ -191,6 +191,7 @@ def sphere_memory(N: int, M: int, d: int, seed: int, *, trials: int = 1, dtype=t
     -------
     E, U : torch.Tensor, shapes ``(trials, N, d)`` and ``(trials, M, d)``, contiguous.
     """
+    N, M = check.positive_int("N", N), check.positive_int("M", M)
     E = memory.embeddings(N, d, seed, trials=trials, stream=0, kind="sphere", dtype=dtype)
     U = memory.embeddings(M, d, seed, trials=trials, stream=1, kind="sphere", dtype=dtype)
     return E.contiguous(), U.contiguous()
