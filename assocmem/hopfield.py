@@ -622,7 +622,7 @@ def _generator(seed, device) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
     seed = check.seed("seed", seed)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = torch.device(check.device("device", device)) if device is not None else torch.device("cpu")
     return torch.Generator(device=device).manual_seed(seed)
 
 

@@ -115,6 +115,7 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     stream = check.positive_int("stream", stream, minimum=0)
     kind = check.choice("kind", kind, KINDS)
     _check_float_dtype(dtype)
+    check.device("device", device)
     check.budget("n, d, trials", nbytes=2.0 * trials * n * d * torch.finfo(dtype).bits / 8,
                  formula="the draw and its storage, trials x n x d")
     # stored coordinate-major (a transposed view): the leading-d blocks that nested grids use are

@@ -470,6 +470,7 @@ def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: i
     trained : Trained
     """
     check.choice("model", model, MODELS)
+    check.device("device", device)
     probs = zipf.zipf_probs(N, alpha)
     labels = zipf.mod_labels(N, M)
     runs = [{"seed": int(s), "lr": float(g), "layer_norm": bool(ln)}
@@ -525,6 +526,10 @@ def decoupled_comparison(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int
     """
     seeds = range(check.positive_int("trials", trials))
     T = check.positive_int("batch_size", batch_size) * check.positive_int("steps", steps)
+    check.device("device", device)
+    size = len(seeds) * (check.positive_int("N", N) + check.positive_int("M", M)) * check.positive_int("d", d)
+    check.budget("trials, N, M, d, steps", nbytes=8.0 * size, work=4.0 * T * size,
+                 formula="trials x batch_size x steps x (N + M) x d")
     _, trained = simulate(N=N, M=M, alpha=alpha, d=d, T=T, batch_size=batch_size, lrs=(lr,), seeds=seeds,
                           eval_every=1, output_embeddings=output_embeddings, dtype=dtype, device=device)
     probs, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)

@@ -74,6 +74,7 @@ class CausalTransformer(nn.Module):
                  context: int = 64, mlp_ratio: int = 4, *, seed: int = 0, device="cpu",
                  dtype=torch.float32):
         super().__init__()
+        check.device("device", device)
         self.vocab_size = check.positive_int("vocab_size", vocab_size, minimum=2)
         self.d_emb = check.positive_int("d_emb", d_emb)
         self.n_layers = check.positive_int("n_layers", n_layers)
@@ -182,6 +183,10 @@ def parameter_counts(model: CausalTransformer) -> dict[str, int]:
 def sample_windows(tokens, context: int, batch_size: int, generator: torch.Generator,
                    device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of random windows: inputs ``tokens[s:s+context]`` and targets shifted by one."""
+    check.device("device", device)
+    check.budget("batch_size, context", nbytes=16.0 * check.positive_int("batch_size", batch_size)
+                 * check.positive_int("context", context),
+                 formula="int64 inputs and targets of batch_size x context")
     stream = _as_stream(tokens, context)
     starts = torch.randint(0, len(stream) - context, (batch_size,), generator=generator)
     return _windows(stream, starts, context, device)
@@ -541,6 +546,8 @@ def spread_windows(tokens, context: int, n_windows: int, device="cpu") -> torch.
     (deterministic: the windows :func:`evaluate_loss` scores, without their targets)."""
     stream = _as_stream(tokens, context)
     n_windows = check.positive_int("n_windows", n_windows)
+    check.device("device", device)
+    check.budget("n_windows", nbytes=16.0 * n_windows * context, formula="int64 windows of n_windows x context")
     starts = torch.linspace(0, len(stream) - context - 1, n_windows).long()
     return _windows(stream, starts, context, device)[0]
 
