@@ -55,7 +55,11 @@ class Experiment:
     fn: Callable = field(repr=False, compare=False)
     defaults: Mapping = field(compare=False)
     version: int = 1
-    doc: str = ""
+    doc: str = field(default="", repr=False)
+
+    def __post_init__(self):
+        # help(experiment) shows the function's signature and docstring, not the dataclass's
+        object.__setattr__(self, "__doc__", f"{self.fn.__name__}{inspect.signature(self.fn)}\n\n{self.doc}")
 
     def config(self, overrides: Mapping | None = None) -> dict:
         """The full configuration: defaults updated by ``overrides`` (unknown names are an error)."""

@@ -7,14 +7,21 @@
 - Drops scripts that extensions add twice to a page (``const THEBE_JS_URL`` declared twice is a
   console error).
 - Starts pages in light mode (the theme logs "invalid theme mode" when none is set).
+- The ``experiments`` directive: every registered experiment of ``assocmem.sweep``, with its
+  parameters, defaults and docstring (the API appendix's *Registered experiments*).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import inspect
 from pathlib import Path
 
 import yaml
+from docutils import nodes
+from docutils.statemachine import StringList
 from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +32,15 @@ NOT_PAGES = {"twins", "_vendor", "_ext", "_build"}
 def missing_from_toc(root: Path) -> list[str]:
     """Pages (``book/**/*.ipynb``, ``book/**/*.md``) that ``_toc.yml`` does not list, as ``book/NAME``."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
-    listed = {toc["root"]}
+    listed, globs = {toc["root"]}, []
     stack = [toc]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             if "file" in node:
                 listed.add(str(node["file"]))
+            if "glob" in node:
+                globs.append(str(node["glob"]))
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
@@ -44,7 +53,7 @@ def missing_from_toc(root: Path) -> list[str]:
         if any(part.startswith(".") for part in relative.parts):
             continue
         pages.add(str(relative.with_suffix("")))
-    return sorted(pages - listed)
+    return sorted(p for p in pages - listed if not any(fnmatch.fnmatch(p, g) for g in globs))
 
 
 def _check_toc(app, config) -> None:
@@ -77,9 +86,35 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     scripts[:] = unique
 
 
+class ExperimentsDirective(SphinxDirective):
+    """Document every registered experiment: name, function, parameters with defaults, docstring."""
+
+    def run(self):
+        from sphinx.ext.napoleon.docstring import NumpyDocstring
+
+        from assocmem.sweep import experiments
+
+        sections = []
+        for name, exp in experiments().items():
+            fn = exp.fn
+            params = ", ".join(f"{key}={value!r}" for key, value in exp.defaults.items())
+            body = NumpyDocstring(inspect.cleandoc(exp.doc or ""), self.config, what="function").lines()
+            lines = [f"``python -m assocmem run {name}`` runs :func:`{fn.__module__}.{fn.__name__}`"
+                     f" (cache version {exp.version}).", "",
+                     f".. py:function:: {fn.__name__}({params})", f"   :module: {fn.__module__}", "",
+                     *(f"   {line}" if line else "" for line in body), ""]
+            section = nodes.section(ids=[f"experiment-{name.replace('_', '-')}"])
+            section += nodes.title(text=name)
+            self.state.nested_parse(StringList(lines, source=f"experiment {name}"), self.content_offset,
+                                    section)
+            sections.append(section)
+        return sections
+
+
 def setup(app):
     app.connect("config-inited", _check_toc)
     app.connect("config-inited", _light_mode)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.add_css_file("assocmem.css")
+    app.add_directive("experiments", ExperimentsDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
