@@ -165,3 +165,24 @@ def real_array(name: str, values) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {_short(values)}")
     return arr
+
+
+def tensor(name: str, value, *, ndim: int | None = None, min_ndim: int = 0):
+    """A non-empty floating torch tensor with every entry finite (an array or nested list is converted),
+    with ``ndim`` dimensions if given (else at least ``min_ndim``); refused by name otherwise."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        arr = real_array(name, value)  # TypeError/ValueError naming the parameter for strings, None, NaN
+        value = torch.as_tensor(arr)
+    if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
+    value = value if value.is_floating_point() else value.double()
+    if (ndim is not None and value.dim() != ndim) or value.dim() < min_ndim:
+        wanted = f"{ndim}" if ndim is not None else f">= {min_ndim}"
+        raise ValueError(f"{name} must have {wanted} dimensions, got shape {tuple(value.shape)}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
+    return value

@@ -18,10 +18,10 @@ batch that share a token share their forward pass, so a step evaluates each batc
 once, weighted by their counts (about 5 of 16 samples under Zipf(2) with ``N = 100``). Two exact
 implementations share the interface of :func:`train`:
 
-* ``"dense"`` stores ``W`` (``R x d x d``); any optimiser, any model. For plain SGD and sign descent
-  the update of ``W`` is one pass over it in blocks of rows that stay in cache: the block's gradient,
-  its update and the next step's forward pass, so ``W`` is read and written once a step (model
-  ``"learned"`` reads it once more, for the gradient in ``E``).
+* ``"dense"`` stores ``W`` (``R x d x d``); any optimiser, any model. Plain SGD updates ``W`` by one
+  ``baddbmm_``; sign descent in one pass over ``W`` in blocks of rows that stay in cache: the block's
+  gradient, its update and its share of the next step's forward pass, so ``W`` is read and written once
+  a step with no optimiser state (model ``"learned"`` reads it once more, for the gradient in ``E``).
   Sign descent is Adam with betas ``(0, 0)``, :math:`\gamma\, g / (|g| + \epsilon)`, with no state.
 * ``"factorised"`` writes :math:`W_t = W_0 + K^\top A_t E` with ``K`` the output embeddings (and the
   rows :math:`W_0 e_x` when :math:`W_0 \neq 0`) and ``A`` of size ``k x N``. Plain and normalised SGD
@@ -402,7 +402,13 @@ def two_token_run(lrs=(1.0, 10.0), steps: int = 35, *, cosine: float = 0.95, p1:
 def slice_directions(E: torch.Tensor, U: torch.Tensor, labels) -> torch.Tensor:
     r"""One direction per token, :math:`D_x = (u_{f_*(x)} - \bar u_{\neq f_*(x)})\, e_x^\top`, shape
     ``(N, d, d)`` (``E``, ``U`` of one run, 2-D). For ``M = 2`` gradient descent from 0 stays in their span."""
-    labels = torch.as_tensor(np.asarray(labels))
+    E, U = check.tensor("E", E, ndim=2), check.tensor("U", U, ndim=2)
+    labels = check.int_array("labels", labels, minimum=0)
+    if labels.size != E.shape[0] or labels.max() >= U.shape[0] or U.shape[0] < 2 or E.shape[1] != U.shape[1]:
+        raise ValueError(f"labels must give one class in [0, M={U.shape[0]}) per row of E ({E.shape[0]}), with "
+                         f"M >= 2 and E, U of one dimension d; got {labels.size} labels, E {tuple(E.shape)}, "
+                         f"U {tuple(U.shape)}")
+    labels = torch.as_tensor(labels)
     M = U.shape[0]
     others = (U.sum(0, keepdim=True) - U[labels]) / (M - 1)
     return torch.einsum("xi,xj->xij", U[labels] - others, E)
@@ -411,6 +417,12 @@ def slice_directions(E: torch.Tensor, U: torch.Tensor, labels) -> torch.Tensor:
 def slice_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, b, *, tokens=(0, 1)) -> np.ndarray:
     r"""Population loss on the plane :math:`W = a D_{x_1} + b D_{x_2}` (:func:`slice_directions`) for a
     grid of coordinates: shape ``(len(b), len(a))``, ready for ``contour(a, b, ...)``."""
+    E, U = check.tensor("E", E, ndim=2), check.tensor("U", U, ndim=2)
+    a, b, probs = check.real_array("a", a), check.real_array("b", b), check.real_array("probs", probs)
+    tokens = _plane_tokens(tokens, E.shape[0])
+    if probs.shape != (E.shape[0],) or a.ndim > 1 or b.ndim > 1:
+        raise ValueError(f"probs must have one entry per row of E ({E.shape[0]}) and a, b must be 1-D; got probs "
+                         f"{probs.shape}, a {a.shape}, b {b.shape}")
     D = slice_directions(E, U, labels)[list(tokens)]
     A, B = torch.meshgrid(torch.as_tensor(np.asarray(b, dtype=np.float64)),
                           torch.as_tensor(np.asarray(a, dtype=np.float64)), indexing="ij")
@@ -425,10 +437,22 @@ def slice_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, b, *, token
 def slice_coordinates(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels, *, tokens=(0, 1)) -> np.ndarray:
     """Least-squares coordinates of memories ``W`` (``(..., d, d)``) on the plane of :func:`slice_losses`,
     shape ``(..., 2)`` (exact when ``W`` lies in the plane)."""
+    W = check.tensor("W", W, min_ndim=2)
+    E = check.tensor("E", E, ndim=2)
+    if W.shape[-2:] != (E.shape[1], E.shape[1]):
+        raise ValueError(f"W must have shape (..., d, d) with d={E.shape[1]}, got {tuple(W.shape)}")
+    tokens = _plane_tokens(tokens, E.shape[0])
     D = slice_directions(E, U, labels)[list(tokens)].reshape(2, -1).T
     flat = W.reshape(-1, D.shape[0]).T
     coords = torch.linalg.lstsq(D.to(W.dtype), flat).solution.T
     return coords.reshape(*W.shape[:-2], 2).numpy()
+
+
+def _plane_tokens(tokens, N: int) -> list[int]:
+    tokens = check.int_array("tokens", tokens, minimum=0)
+    if tokens.size != 2 or tokens.max() >= N:
+        raise ValueError(f"tokens must be two token indices in [0, {N}), got {tokens.tolist()}")
+    return tokens.tolist()
 
 
 def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: int = 1024,
@@ -903,23 +927,25 @@ class _DenseModel:
             self.ahead = None if following is None else (following[0], h_next)
 
     def _update_W(self, bp: _Backprop, lr: torch.Tensor, e_next):
-        r"""One pass over ``W`` in blocks of rows: the block's SGD or sign-descent update from the batch's
-        points ``bp.e`` (before ``E`` moved), then the next batch's :math:`h = W e` on the updated block
-        (``e_next`` from the updated ``E``), so that ``W`` is read and written once."""
+        r"""Update ``W`` from the batch's points ``bp.e`` (before ``E`` moved) and return the next batch's
+        :math:`h = W e` (``e_next`` from the updated ``E``; ``None`` after the last step).
+
+        SGD is one ``baddbmm_`` (the BLAS reads and writes ``W`` once), then the product for ``h``. Sign
+        descent needs the gradient itself: one pass over ``W`` in blocks of rows, each block's gradient,
+        update and share of ``h`` computed while it is in cache, so ``W`` is again read and written once."""
         W, dh, e = self.W, bp.dh, bp.e
         R, d = W.shape[:2]
-        sgd = self.opt.name == "sgd"
-        dh_t = dh.transpose(1, 2) * -lr.view(R, 1, 1) if sgd else dh.transpose(1, 2)
+        if self.opt.name == "sgd":
+            W.baddbmm_(dh.transpose(1, 2) * -lr.view(R, 1, 1), e)
+            return None if e_next is None else torch.bmm(e_next, W.transpose(1, 2))
+        dh_t = dh.transpose(1, 2)
         inv_rate = (-1.0 / lr).view(R, 1, 1)
         h_next = None if e_next is None else torch.empty(R, e_next.shape[1], d, dtype=W.dtype, device=W.device)
         for start in range(0, d, self.rows):
             rows = slice(start, start + self.rows)
             block = W[:, rows]
-            if sgd:
-                block.baddbmm_(dh_t[:, rows], e)
-            else:
-                grad = torch.bmm(dh_t[:, rows], e)
-                block.addcdiv_(grad, grad.abs().add_(self.opt.eps).mul_(inv_rate))
+            grad = torch.bmm(dh_t[:, rows], e)
+            block.addcdiv_(grad, grad.abs().add_(self.opt.eps).mul_(inv_rate))
             if h_next is not None:
                 h_next[:, :, rows] = torch.bmm(e_next, block.transpose(1, 2))
         return h_next
