@@ -212,7 +212,7 @@ def volume_bound_balance(d_emb, context: int, n_layers: int = 1, A: float = 12.0
     (N, D) : float64 arrays
         Parameters and balanced data size for each width.
     """
-    d = _dimensions(d_emb)
+    d = _dimensions(d_emb, "d_emb")
     context = check.positive_int("context", context)
     n_layers = check.positive_int("n_layers", n_layers)
     A = check.real("A", A, low=0.0, low_open=True)
@@ -220,10 +220,10 @@ def volume_bound_balance(d_emb, context: int, n_layers: int = 1, A: float = 12.0
     return A * n_layers * d**2, context * n_p
 
 
-def _dimensions(n) -> np.ndarray:
+def _dimensions(n, name: str = "n") -> np.ndarray:
     arr = np.asarray(n)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"n must be a dimension (integer >= 1), got {n!r}")
+        raise TypeError(f"{name} must be a dimension (integer >= 1), got {n!r}")
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 1) or np.any(arr != np.round(arr)):
-        raise ValueError(f"n must contain integers >= 1, got {n!r}")
+        raise ValueError(f"{name} must contain integers >= 1, got {n!r}")
     return arr.astype(np.float64)
