@@ -6,6 +6,9 @@
 
 Exit codes: 0 success, 2 bad usage or input (the message names the option), 1 an experiment failed,
 130 interrupted by Ctrl-C, 143 by SIGTERM (finished points stay in the cache; the same command resumes).
+Everything is checked before any computing: the options, --out (an existing file needs --overwrite), the
+cache directory, the grid's size (--max-points) and each call's estimated memory and work (bounds set by
+$ASSOCMEM_MAX_BYTES, default the machine's memory, and $ASSOCMEM_MAX_WORK, default 1e14 operations).
 """
 
 from __future__ import annotations
