@@ -7,11 +7,18 @@ CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 
 .PHONY: book test notebooks lab bench clean distclean
 
-# torch first (the CPU build already on these machines), then the pinned set, then the package.
+# torch first, then the pinned set, then the package. Without an NVIDIA GPU (no nvidia-smi), torch comes
+# from PyTorch's CPU index (a ~190 MB wheel; PyPI's Linux wheel is the CUDA build and pulls ~3 GB of
+# nvidia-* packages); where that index cannot be reached (these machines reach PyPI only, and have the
+# CPU wheel locally), the ordinary index is used. With a GPU, PyPI's CUDA build.
+TORCH := torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 $(READY): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q $(TORCH); \
+	else $(PY) -m pip install -q --timeout 15 --retries 0 --index-url $(TORCH_CPU_INDEX) $(TORCH) \
+	  || $(PY) -m pip install -q $(TORCH); fi
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(READY)
@@ -39,7 +46,7 @@ lab: $(READY)
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@echo '{"@jupyterlab/docmanager-extension:plugin": {"autosave": false}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(VENV)/bin/jupyter lab book
+	$(VENV)/bin/jupyter lab book $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(READY)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
