@@ -8,7 +8,7 @@ CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 .PHONY: book test notebooks lab bench clean distclean
 
 # torch first, then the pinned set, then the package. Without an NVIDIA GPU (no nvidia-smi), torch comes
-# from PyTorch's CPU index (a ~190 MB wheel; PyPI's Linux wheel is the CUDA build and pulls ~3 GB of
+# from PyTorch's CPU index (a 190 MB wheel; PyPI's Linux wheel is the CUDA build and pulls gigabytes of
 # nvidia-* packages); where that index cannot be reached (these machines reach PyPI only, and have the
 # CPU wheel locally), the ordinary index is used. With a GPU, PyPI's CUDA build.
 TORCH := torch==2.13.0
