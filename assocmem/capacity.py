@@ -169,9 +169,28 @@ def largest_stored(d: int, M: int, seed: int, *, N_max: int | None = None, kind:
 @experiment("capacity_largest_stored")
 def largest_stored_experiment(d: int = 16, M: int = 5, M_equals_d: bool = False, trials: int = 1, seed: int = 0,
                               kind: str = "gaussian") -> list[dict]:
-    """The largest exactly stored ``N`` of :func:`largest_stored` for ``trials`` embedding draws
-    (seeds ``seed .. seed + trials - 1``); one row per draw. ``M_equals_d=True`` sets ``M = d`` (as many
-    outputs as dimensions, the regime where the rank of ``UW`` is ``d``)."""
+    """The largest exactly stored ``N`` of :func:`largest_stored` for ``trials`` embedding draws.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    M : int
+        Number of classes (ignored when ``M_equals_d``).
+    M_equals_d : bool
+        Set ``M = d``: as many outputs as dimensions, the regime where the rank of ``UW`` is ``d``.
+    trials : int
+        Draws, seeds ``seed .. seed + trials - 1``.
+    seed : int
+        First seed.
+    kind : {"gaussian", "sphere"}
+        Embedding law.
+
+    Returns
+    -------
+    list of dict
+        One row per draw: ``trial``, ``classes`` (the ``M`` used), ``N_star``, ``censored``, ``solves``.
+    """
     d, M = check.positive_int("d", d), check.positive_int("M", M)
     if not isinstance(M_equals_d, bool):
         raise TypeError(f"M_equals_d must be a bool, got {M_equals_d!r}")
@@ -323,10 +342,38 @@ def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps
 @experiment("capacity_zipf_error")
 def zipf_error_experiment(d: int = 16, ratio: int = 4, M: int = 5, alpha: float = 2.0, trials: int = 4,
                           seed: int = 0, steps: int = 2000, lr: float = 0.05) -> list[dict]:
-    """Error under a Zipf law of ``N = ratio * d`` tokens: the cross-entropy memory trained on ``p``
-    (:func:`optimised_memory`), the LP memory of the most frequent tokens (:func:`lp_memory_error`),
-    the best threshold (``P`` over all ``1..N``, chosen on the mean over these trials), ``q = p`` and
-    ``q = 1``; one row per trial and scheme, all on the same embedding draws (seeds ``seed + k``)."""
+    """Error under a Zipf law of ``N = ratio * d`` tokens for optimised and additive memories.
+
+    The schemes: the cross-entropy memory trained on ``p`` (:func:`optimised_memory`), the LP memory of
+    the most frequent tokens (:func:`lp_memory_error`), the best threshold (the ``P`` of a log grid of
+    40 values in ``1..N`` with the smallest mean over these trials), ``q = p`` and ``q = 1``; all on the
+    same embedding draws (seeds ``seed + k``), labels ``x mod M``.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    ratio : int
+        ``N / d``.
+    M : int
+        Number of classes.
+    alpha : float
+        Zipf exponent.
+    trials : int
+        Draws.
+    seed : int
+        First seed.
+    steps : int
+        Full-batch Adam steps of the cross-entropy memory.
+    lr : float
+        Its step size.
+
+    Returns
+    -------
+    list of dict
+        One row per trial and scheme: ``N``, ``trial``, ``scheme``, ``error`` (and ``N_star`` for the LP
+        memory, ``P`` for the threshold).
+    """
     d, M = check.positive_int("d", d), check.positive_int("M", M)
     ratio = check.positive_int("ratio", ratio)
     alpha = check.real("alpha", alpha, low=0.0)
@@ -556,7 +603,30 @@ def learned_embeddings_vs_M(M: int, *, N: int = 100, d: int = 2, alpha: float = 
 @experiment("capacity_learned_vs_M")
 def learned_experiment(M: int = 5, N: int = 100, d: int = 2, alpha: float = 2.0, lr: float = 0.1,
                        batch_size: int = 1000, epochs: int = 1000, trials: int = 4, seed: int = 0) -> list[dict]:
-    """:func:`learned_embeddings_vs_M` as a sweep point: one row per trial."""
+    """:func:`learned_embeddings_vs_M` as a sweep point.
+
+    Parameters
+    ----------
+    M : int
+        Number of classes.
+    N, d : int
+        Tokens and dimension.
+    alpha : float
+        Zipf exponent.
+    lr : float
+        Adam step size.
+    batch_size, epochs : int
+        Samples per step and number of steps.
+    trials : int
+        Seeds ``seed .. seed + trials - 1``.
+    seed : int
+        First seed.
+
+    Returns
+    -------
+    list of dict
+        One row per trial: ``trial``, ``error`` (final population error).
+    """
     errors = learned_embeddings_vs_M(M, N=N, d=d, alpha=alpha, lr=lr, batch_size=batch_size, epochs=epochs,
                                      trials=trials, seed=seed)
     return [{"trial": k, "error": float(e)} for k, e in enumerate(errors)]
@@ -646,7 +716,30 @@ def phase_cell(*, N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, 
 @experiment("capacity_phase")
 def phase_experiment(N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, M: int = 5, trials: int = 4,
                      seed: int = 0, lr: float = 10.0, batch_size: int = 16, opt_steps: int = 500) -> list[dict]:
-    """:func:`phase_cell` as a sweep point (one cell of the phase diagram)."""
+    """:func:`phase_cell` as a sweep point (one cell of the phase diagram).
+
+    Parameters
+    ----------
+    N, d, T, M : int
+        Tokens, dimension, samples and classes.
+    alpha : float
+        Zipf exponent.
+    trials : int
+        Draws.
+    seed : int
+        First seed.
+    lr : float
+        Step size of the one-pass runs.
+    batch_size : int
+        Their batch size.
+    opt_steps : int
+        Full-batch steps of the optimised memory.
+
+    Returns
+    -------
+    list of dict
+        The rows of :func:`phase_cell`: ``trial``, ``scheme``, ``error`` (and ``fraction``).
+    """
     return phase_cell(N=N, d=d, T=T, alpha=alpha, M=M, trials=trials, seed=seed, lr=lr,
                       batch_size=batch_size, opt_steps=opt_steps)
 
