@@ -18,9 +18,11 @@ import contextlib
 import importlib
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -143,10 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_list() -> None:
     for name, exp in sweep.experiments().items():
-        summary = exp.doc.splitlines()[0] if exp.doc else ""
-        print(f"{name}  (version {exp.version})  {summary}")
+        summary = _plain(exp.doc.split("\n\n")[0]) if exp.doc else ""
+        print(f"{name}  (version {exp.version})")
+        print(textwrap.fill(summary, width=100, initial_indent="  ", subsequent_indent="  "))
+        kinds = _parameter_types(exp.doc)
         for param, default in exp.defaults.items():
-            print(f"    {param} = {default!r}")
+            kind = f"  -- {_plain(kinds[param])}" if param in kinds else ""
+            print(f"    {param} = {default!r}{kind}")
+
+
+def _plain(text: str) -> str:
+    """Docstring text without reST markup: ``x`` -> x, :func:`a.b` -> a.b, lines joined."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return " ".join(text.replace("``", "").split())
+
+
+def _parameter_types(doc: str) -> dict:
+    """The type (and allowed values) of each parameter in a NumPy-style Parameters section."""
+    section = re.search(r"^Parameters\n-+\n(.*?)(?:^\S[^\n]*\n-+\n|\Z)", doc or "", re.S | re.M)
+    kinds = {}
+    for line in (section.group(1) if section else "").splitlines():
+        if " : " in line and not line.startswith(" "):
+            names, kind = line.split(" : ", 1)
+            kinds.update({name.strip(): kind.strip() for name in names.split(",")})
+    return kinds
 
 
 def command_run(args) -> int:

@@ -199,3 +199,16 @@ def test_dry_run_rejects_what_a_real_run_rejects(tmp_path, monkeypatch, capsys):
     assert cli.main(["run", "interference_error_vs_d", "--grid", "d_min=ten"]) == 2
     with pytest.raises(SystemExit):
         cli.main(["run", "finite_sample_joint", "trials=25"])   # the missing --grid of issue 17
+
+
+def test_list_prints_whole_summaries_without_markup(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and ":math:" not in out
+    for name, exp in sweep.experiments().items():
+        block = out.split(f"{name}  (version {exp.version})\n", 1)[1].split("\n    ")[0]
+        summary = " ".join(block.split())
+        assert summary.endswith((".", ")")), f"list cuts {name}'s summary: {summary!r}"
+        for param, default in exp.defaults.items():
+            assert f"    {param} = {default!r}" in out
+    assert "scheme = 'threshold'" in out
