@@ -336,7 +336,18 @@ def grid_learning_rates(optimizer: str, model: str, lr, d: int) -> tuple[str, di
 
 def initial_memory(runs_seeds, d: int, *, init: str = "zero", dtype=torch.float32, device="cpu") -> torch.Tensor | None:
     r"""The initial memory of each run: ``None`` for ``init="zero"``, else :math:`W_0` with i.i.d.
-    :math:`\mathcal N(0, 1/d)` entries (``randn / sqrt(d)``) drawn from each run's seed."""
+    :math:`\mathcal N(0, 1/d)` entries (``randn / sqrt(d)``) drawn from each run's seed.
+
+    Parameters
+    ----------
+    runs_seeds : iterable of int
+        The seed of each run (runs sharing a seed share :math:`W_0`).
+    d : int
+        The dimension.
+    init : {"zero", "random"}
+    dtype, device
+        Of the returned ``(R, d, d)`` tensor (the draw does not depend on them).
+    """
     check.choice("init", init, ("zero", "random"))
     d = check.positive_int("d", d)
     if init == "zero":
@@ -602,6 +613,30 @@ def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimiz
 
     The runs go in as few batched programs as keep each ``R x d x d`` tensor under
     ``MAX_PROGRAM_FLOATS`` entries (all of them at once up to ``d`` of a few hundred).
+
+    Parameters
+    ----------
+    d, T, batch_size : int
+        Dimension, number of fresh samples (one pass) and batch size.
+    optimizer : one of :data:`GRID_OPTIMIZERS`
+    model : one of :data:`MODELS`
+    lrs : tuple of float
+        The nominal step sizes :math:`\gamma`.
+    trials : int
+        Seeds ``0 .. trials - 1``.
+    layer_norms : tuple of bool
+        Layer norm off and / or on.
+    N, M, alpha : int, int, float
+        Tokens, classes, Zipf exponent.
+    init : {"random", "zero"}
+        :math:`W_0`.
+    device : str
+        Torch device of the programs.
+
+    Returns
+    -------
+    list of dict
+        One row per run: ``seed``, ``lr``, ``layer_norm``, ``error`` (``nan`` when diverged), ``diverged``.
     """
     trials = check.positive_int("trials", trials)
     d = check.positive_int("d", d)
