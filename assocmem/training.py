@@ -621,7 +621,7 @@ def optimization_grid(d: int = 100, T: int = 1024, batch_size: int = 16, optimiz
     optimizer : one of :data:`GRID_OPTIMIZERS`
     model : one of :data:`MODELS`
     lrs : tuple of float
-        The nominal step sizes :math:`\gamma`.
+        The nominal step sizes :math:`\\gamma`.
     trials : int
         Seeds ``0 .. trials - 1``.
     layer_norms : tuple of bool
