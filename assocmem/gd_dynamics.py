@@ -329,7 +329,7 @@ def cover_separable_probability(N: int, d: int) -> float:
 
 
 def loss_minimum(E: torch.Tensor, U: torch.Tensor, labels, probs, *, W0: torch.Tensor | None = None,
-                 max_iter: int = 2000, gtol: float = 1e-10):
+                 max_iter: int = 200, gtol: float = 1e-9):
     r"""A minimiser :math:`W_*` of :func:`population_loss` for each run, by L-BFGS with a strong-Wolfe
     line search on the sum of the runs' losses (independent runs: the minimisers are those of each).
 
@@ -345,7 +345,8 @@ def loss_minimum(E: torch.Tensor, U: torch.Tensor, labels, probs, *, W0: torch.T
     max_iter : int
         Maximum L-BFGS iterations.
     gtol : float
-        Stop when the largest gradient entry is below ``gtol``.
+        Stop when the largest gradient entry is below ``gtol`` (or when an iteration changes the loss
+        or the parameters by less than ``1e-15``: float64 cannot resolve more).
 
     Returns
     -------
@@ -358,7 +359,7 @@ def loss_minimum(E: torch.Tensor, U: torch.Tensor, labels, probs, *, W0: torch.T
     R, _, d = E.shape
     W = (torch.zeros(R, d, d, dtype=E.dtype, device=E.device) if W0 is None else W0.detach().clone())
     W.requires_grad_(True)
-    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=max_iter, tolerance_grad=gtol, tolerance_change=0.0,
+    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=max_iter, tolerance_grad=gtol, tolerance_change=1e-15,
                             history_size=50, line_search_fn="strong_wolfe")
 
     def closure():
