@@ -58,6 +58,7 @@ def random_sign_patterns(K: int, d: int, *, trials: int = 1, seed=0, device=None
     Returns a tensor of shape ``(trials, K, d)``; ``seed`` is an int or a ``torch.Generator``.
     """
     K, d, trials = check.positive_int("K", K), check.positive_int("d", d), check.positive_int("trials", trials)
+    check.budget("K, d, trials", nbytes=16.0 * trials * K * d, formula="int64 bits and float64 patterns")
     gen = _generator(seed, device)
     bits = torch.randint(0, 2, (trials, K, d), generator=gen, device=gen.device)
     return (2 * bits - 1).to(device=device, dtype=dtype)
@@ -69,6 +70,9 @@ def sphere_patterns(N: int, d: int, *, radius: float = 1.0, trials: int = 1, see
     :math:`\mathbb{R}^d`; shape ``(trials, N, d)``."""
     N, d, trials = check.positive_int("N", N), check.positive_int("d", d), check.positive_int("trials", trials)
     radius = check.real("radius", radius, low=0.0, low_open=True)
+    check.budget("N, d, trials", nbytes=24.0 * trials * N * d, formula="a float64 draw and its normalised copy")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     gen = _generator(seed, device)
     g = torch.randn((trials, N, d), generator=gen, device=gen.device, dtype=dtype)
     return (radius * g / g.norm(dim=-1, keepdim=True)).to(device)
@@ -83,6 +87,7 @@ def clustered_patterns(clusters: int, per_cluster: int, d: int, *, spread: float
     clusters, per_cluster = check.positive_int("clusters", clusters), check.positive_int("per_cluster", per_cluster)
     d, spread = check.positive_int("d", d), check.real("spread", spread, low=0.0)
     radius = check.real("radius", radius, low=0.0, low_open=True)
+    check.budget("clusters, per_cluster, d", nbytes=24.0 * clusters * per_cluster * d, formula="float64 points")
     gen = _generator(seed, device)
     centres = sphere_patterns(clusters, d, seed=gen, device=device, dtype=dtype)[0]
     noise = torch.randn((clusters, per_cluster, d), generator=gen, device=gen.device, dtype=dtype).to(centres.device)

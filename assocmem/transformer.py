@@ -213,11 +213,17 @@ def _windows(stream: torch.Tensor, starts: torch.Tensor, context: int, device):
 
 
 def _as_stream(tokens, context: int) -> torch.Tensor:
-    stream = torch.as_tensor(np.asarray(tokens), dtype=torch.int64)
+    context = check.positive_int("context", context)
+    stream = torch.as_tensor(check.int_array("tokens", tokens, minimum=0))
     if stream.ndim != 1 or len(stream) < context + 2:
         raise ValueError(f"tokens must be a 1-D stream longer than context + 1 = {context + 1}, "
                          f"got shape {tuple(stream.shape)}")
     return stream
+
+
+def _checked_model(model) -> None:
+    if not isinstance(model, CausalTransformer):
+        raise TypeError(f"model must be a CausalTransformer, got {type(model).__name__}")
 
 
 @torch.no_grad()
@@ -229,6 +235,7 @@ def evaluate_loss(model: CausalTransformer, tokens, *, n_windows: int = 64, min_
     tokens of context (for the grammar, enough context to see an example boundary makes the best
     achievable loss equal to the stream's entropy rate). Deterministic: no randomness.
     """
+    _checked_model(model)
     n_windows = check.positive_int("n_windows", n_windows)
     min_position = check.positive_int("min_position", min_position, minimum=0)
     if min_position >= model.context:
@@ -412,6 +419,7 @@ def last_layer_activations(model: CausalTransformer, tokens, n_sequences: int, s
     r"""Last-layer activations of ``n_sequences`` random windows, each flattened to one point of
     :math:`\mathbb{R}^n`, :math:`n = T\,d_{emb}` (the embedded-sequence dimension of the theory).
     Returns a float64 array ``(n_sequences, context * d_emb)``."""
+    _checked_model(model)
     n_sequences = check.positive_int("n_sequences", n_sequences)
     generator = torch.Generator().manual_seed(check.seed("seed", seed))
     device = next(model.parameters()).device
