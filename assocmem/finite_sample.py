@@ -279,6 +279,37 @@ def joint_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, ratio: float
     One row per trial, ``T`` (``n_T`` log-spaced integers in ``[T_min, T_max]``) and ``d``. Split the 100
     trials across workers with ``--grid seed=0,1,2,3 --grid trials=25``. Tied scores are decided as the
     paper's ``argmax`` does (``ties="first"``), tied counts in a seeded random order.
+
+    Parameters
+    ----------
+    N, M : int
+        Number of tokens and of classes (``f*(x) = x mod M``).
+    alpha : float
+        Zipf exponent.
+    ratio : float
+        The memory keeps the ``int(d / ratio)`` most frequent seen tokens (the paper's ``P = d/12``).
+    d_values : tuple of int
+        The dimensions.
+    T_min, T_max, n_T : int
+        The range and number of the log-spaced sample sizes.
+    trials : int
+        Independent trials (data and embeddings); split them across workers with ``seed``.
+    seed : int
+        Seed of the samples and of the embeddings (independent streams).
+    kind : {"gaussian", "sphere", "orthonormal"}
+        Distribution of the embeddings.
+    device : str
+        Torch device of the computation.
+    ties : {"error", "first"}
+        Rule for tied scores: ``"first"`` decides them as the paper's ``argmax`` does, ``"error"``
+        counts a tie as a miss.
+    count_ties : {"random", "index"}
+        Order of tokens with tied counts: a seeded random order, or by index.
+
+    Returns
+    -------
+    list of dict
+        One row per trial, ``T`` and ``d``: ``trial``, ``T``, ``d``, ``error``.
     """
     T_grid = memory.log_grid(T_min, T_max, n_T, names=("T_min", "T_max", "n_T"))
     errors = joint_error(N, alpha, list(d_values), T_grid, scheme="top", M=M, ratio=ratio, trials=trials,
@@ -292,7 +323,35 @@ def overflow_experiment(N: int = 100, M: int = 5, alpha: float = 0.5, d_min: int
                         seed: int = 0, kind: str = "gaussian", device: str = "cpu",
                         ties: str = "first") -> list[dict]:
     """The paper's grid for storing every seen token (q = 1[n_x > 0]); one row per trial, ``T`` and ``d``
-    (tied scores decided as the paper's ``argmax`` does)."""
+    (tied scores decided as the paper's ``argmax`` does).
+
+    Parameters
+    ----------
+    N, M : int
+        Number of tokens and of classes (``f*(x) = x mod M``).
+    alpha : float
+        Zipf exponent (the paper's ``0.5``: a flat law whose seen tokens overflow the memory).
+    d_min, d_max, n_d : int
+        The range and number of the log-spaced dimensions.
+    T_min, T_max, n_T : int
+        The range and number of the log-spaced sample sizes.
+    trials : int
+        Independent trials (data and embeddings); split them across workers with ``seed``.
+    seed : int
+        Seed of the samples and of the embeddings (independent streams).
+    kind : {"gaussian", "sphere", "orthonormal"}
+        Distribution of the embeddings.
+    device : str
+        Torch device of the computation.
+    ties : {"error", "first"}
+        Rule for tied scores: ``"first"`` decides them as the paper's ``argmax`` does, ``"error"``
+        counts a tie as a miss.
+
+    Returns
+    -------
+    list of dict
+        One row per trial, ``T`` and ``d``: ``trial``, ``T``, ``d``, ``error``.
+    """
     T_grid = memory.log_grid(T_min, T_max, n_T, names=("T_min", "T_max", "n_T"))
     d_grid = memory.log_grid(d_min, d_max, n_d, names=("d_min", "d_max", "n_d"))
     errors = joint_error(N, alpha, d_grid, T_grid, scheme="seen", M=M, trials=trials, seed=seed, kind=kind,
@@ -307,7 +366,39 @@ def best_threshold_experiment(N: int = 1000, M: int = 5, alpha: float = 2.0, T: 
                               kind: str = "gaussian", device: str = "cpu", ties: str = "first",
                               count_ties: str = "random") -> list[dict]:
     """Error of keeping the P most frequent of T samples, for P and d on log grids; one row per trial,
-    ``P`` and ``d`` (tied scores decided as ``argmax`` does, tied counts in a seeded random order)."""
+    ``P`` and ``d`` (tied scores decided as ``argmax`` does, tied counts in a seeded random order).
+
+    Parameters
+    ----------
+    N, M : int
+        Number of tokens and of classes (``f*(x) = x mod M``).
+    alpha : float
+        Zipf exponent.
+    T : int
+        Number of samples the counts come from.
+    d_min, d_max, n_d : int
+        The range and number of the log-spaced dimensions.
+    P_min, P_max, n_P : int
+        The range and number of the log-spaced thresholds ``P`` (tokens kept).
+    trials : int
+        Independent trials (data and embeddings); split them across workers with ``seed``.
+    seed : int
+        Seed of the samples and of the embeddings (independent streams).
+    kind : {"gaussian", "sphere", "orthonormal"}
+        Distribution of the embeddings.
+    device : str
+        Torch device of the computation.
+    ties : {"error", "first"}
+        Rule for tied scores: ``"first"`` decides them as the paper's ``argmax`` does, ``"error"``
+        counts a tie as a miss.
+    count_ties : {"random", "index"}
+        Order of tokens with tied counts: a seeded random order, or by index.
+
+    Returns
+    -------
+    list of dict
+        One row per trial, ``P`` and ``d``: ``trial``, ``P``, ``d``, ``error``.
+    """
     P_grid = memory.log_grid(P_min, P_max, n_P, names=("P_min", "P_max", "n_P"))
     d_grid = memory.log_grid(d_min, d_max, n_d, names=("d_min", "d_max", "n_d"))
     errors = threshold_error(N, alpha, d_grid, P_grid, T, M=M, trials=trials, seed=seed, kind=kind,

@@ -435,6 +435,37 @@ def error_vs_d(N: int = 1000, M: int = 5, alpha: float = 2.0, scheme: str = "thr
 
     One row per ``d`` of ``n_d`` log-spaced integers in ``[d_min, d_max]``: the mean and standard
     deviation of the error over ``trials`` nested embedding draws.
+
+    Parameters
+    ----------
+    N : int
+        Number of input tokens (the Zipf law's support).
+    M : int
+        Number of output classes; the target is ``f*(x) = x mod M``.
+    alpha : float
+        Zipf exponent of the input law.
+    scheme : {"uniform", "power", "threshold"}
+        The weighting ``q`` (:func:`scheme_weights`).
+    rho : float
+        Exponent of the ``"power"`` scheme, ``q = p**rho``.
+    fraction : float
+        The ``"threshold"`` scheme stores the ``floor(fraction * d)`` most frequent tokens (the paper's
+        ``P = d/8``).
+    d_min, d_max, n_d : int
+        The range and number of the log-spaced dimensions (duplicates after rounding removed).
+    trials : int
+        Independent embedding draws.
+    seed : int
+        Seed of the embedding draws.
+    kind : {"gaussian", "sphere"}
+        Distribution of the embeddings.
+    device : str
+        Torch device of the computation.
+
+    Returns
+    -------
+    list of dict
+        One row per ``d``: ``d``, ``error_mean`` and ``error_std`` (over the trials).
     """
     p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
     d_grid = log_grid(d_min, d_max, n_d, names=("d_min", "d_max", "n_d"))
