@@ -602,7 +602,31 @@ def global_energy(layer_energies, dim: int = -1) -> torch.Tensor:
 def dense_capacity_experiment(d: int = 64, a: int = 2, error: float = 0.01, trials: int = 8,
                               probes: int = 32, seed: int = 0, device: str = "cpu") -> dict:
     """Measured one-step capacity of the dense memory F(x) = x^a at dimension d, against the
-    signal-to-noise prediction d^(a-1) / ((2a-3)!! z^2)."""
+    signal-to-noise prediction d^(a-1) / ((2a-3)!! z^2).
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the binary patterns.
+    a : int
+        Interaction order of the dense memory, ``F(x) = x**a`` (``a = 2`` is the classical network).
+    error : float
+        The one-step bit error at which the capacity is read (``0 < error < 0.5``).
+    trials : int
+        Independent pattern draws.
+    probes : int
+        Stored patterns probed per trial.
+    seed : int
+        Seed of the patterns.
+    device : str
+        Torch device of the computation.
+
+    Returns
+    -------
+    dict
+        One row: ``capacity`` and ``capacity_std`` (mean and standard deviation over the trials of the
+        number of patterns at which the bit error reaches ``error``) and ``predicted``.
+    """
     measured = dense_capacity([d], a, error=error, trials=trials, probes=probes, seed=seed, device=device)[:, 0]
     return {"capacity": float(measured.mean()), "capacity_std": float(measured.std()),
             "predicted": float(theory.dense_capacity_at_error(d, a, error))}
@@ -614,7 +638,38 @@ def modern_capacity_experiment(d: int = 12, beta: float = 1.0, K: float = 1.0, f
                                max_patterns: int = 2**16, trials: int = 4, probes: int = 64,
                                seed: int = 0, device: str = "cpu") -> dict:
     """Measured one-step capacity of the modern Hopfield network with patterns on the sphere of
-    radius K sqrt(d-1) (the setting of [R20], Theorem 3), against the mean-field scale."""
+    radius K sqrt(d-1) (the setting of [R20], Theorem 3), against the mean-field scale.
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the patterns.
+    beta : float
+        Inverse temperature of the softmax update.
+    K : float
+        Patterns lie on the sphere of radius ``K * sqrt(d - 1)``.
+    failure : float
+        The one-step failure rate at which the capacity is read.
+    tolerance : float
+        A pattern counts as retrieved when the update lands within ``tolerance`` times the radius.
+    max_patterns : int
+        Largest number of stored patterns tried (a grid of powers of sqrt 2); the measured curve must
+        cross ``failure`` below it, or the experiment raises.
+    trials : int
+        Independent pattern draws.
+    probes : int
+        Stored patterns probed per trial.
+    seed : int
+        Seed of the patterns.
+    device : str
+        Torch device of the computation.
+
+    Returns
+    -------
+    dict
+        One row: ``capacity`` and ``capacity_std`` (over the trials) and ``mean_field``, the mean-field
+        scale of the capacity.
+    """
     measured = modern_capacity([d], beta=beta, K=K, failure=failure, tolerance=tolerance,
                                max_patterns=max_patterns, trials=trials, probes=probes, seed=seed,
                                device=device)[:, 0]
