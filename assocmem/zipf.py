@@ -20,6 +20,13 @@ def zipf_probs(N: int, alpha: float) -> np.ndarray:
     r"""Zipf law :math:`p(x) = x^{-\alpha} / H_{N,\alpha}` on ``x = 1..N`` (float64, sums to 1).
 
     ``alpha = 0`` is the uniform law; any finite ``alpha >= 0`` is allowed.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    alpha : float
+        Zipf exponent (``alpha >= 0``).
     """
     N = check.positive_int("N", N)
     alpha = check.real("alpha", alpha, low=0.0)
@@ -33,6 +40,19 @@ def sample_tokens(N: int, alpha: float, T: int, seed: int, *, trials: int | None
 
     Inverse-CDF sampling with ``numpy.random.default_rng(seed)``; the first ``t`` columns of a draw
     are a draw of size ``t`` (nested data), which chapter 3 uses to scan ``T`` with one draw.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    alpha : float
+        Zipf exponent (``alpha >= 0``).
+    T : int
+        Number of samples.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    trials : int, optional
+        Independent draws (rows); ``None`` gives one draw of shape ``(T,)``.
     """
     T = check.positive_int("T", T)
     seed = check.seed("seed", seed)
@@ -44,7 +64,15 @@ def sample_tokens(N: int, alpha: float, T: int, seed: int, *, trials: int | None
 
 
 def token_counts(tokens: np.ndarray, N: int) -> np.ndarray:
-    """Counts ``n_x`` of each of the ``N`` tokens along the last axis of ``tokens``."""
+    """Counts ``n_x`` of each of the ``N`` tokens along the last axis of ``tokens``.
+
+    Parameters
+    ----------
+    tokens : numpy.ndarray
+        Samples (0-based tokens), shape ``(T,)`` or ``(trials, T)``.
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    """
     tokens = _checked_tokens(tokens, N)
     flat = tokens.reshape(-1, tokens.shape[-1]) if tokens.ndim > 1 else tokens[None]
     offsets = np.arange(flat.shape[0])[:, None] * N
@@ -53,7 +81,15 @@ def token_counts(tokens: np.ndarray, N: int) -> np.ndarray:
 
 
 def rank_frequency(tokens: np.ndarray, N: int) -> np.ndarray:
-    """Empirical frequencies sorted in decreasing order (rank 1 first), along the last axis."""
+    """Empirical frequencies sorted in decreasing order (rank 1 first), along the last axis.
+
+    Parameters
+    ----------
+    tokens : numpy.ndarray
+        Samples (0-based tokens), shape ``(T,)`` or ``(trials, T)``.
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    """
     tokens = np.asarray(tokens)
     return -np.sort(-token_counts(tokens, N), axis=-1) / tokens.shape[-1]
 
@@ -63,6 +99,13 @@ def first_occurrence(tokens: np.ndarray, N: int) -> np.ndarray:
 
     With nested data this answers every prefix at once: token ``x`` is seen among the first ``t``
     samples exactly when ``first_occurrence[x] < t``.
+
+    Parameters
+    ----------
+    tokens : numpy.ndarray
+        Samples (0-based tokens), shape ``(T,)`` or ``(trials, T)``.
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
     """
     tokens = np.atleast_2d(_checked_tokens(tokens, N))
     trials, T = tokens.shape
@@ -75,7 +118,17 @@ def first_occurrence(tokens: np.ndarray, N: int) -> np.ndarray:
 
 def seen_curves(tokens: np.ndarray, p: np.ndarray, T_grid) -> tuple[np.ndarray, np.ndarray]:
     r"""Number of distinct tokens and unseen mass :math:`\sum_x p(x) 1[n_x = 0]` in each prefix of
-    ``tokens`` of length ``t`` in ``T_grid``. Returns two arrays of shape ``(trials, len(T_grid))``."""
+    ``tokens`` of length ``t`` in ``T_grid``. Returns two arrays of shape ``(trials, len(T_grid))``.
+
+    Parameters
+    ----------
+    tokens : numpy.ndarray
+        Samples (0-based tokens), shape ``(T,)`` or ``(trials, T)``.
+    p : numpy.ndarray
+        The law the tokens were drawn from, shape ``(N,)``.
+    T_grid : array_like of int
+        Prefix lengths (at most the number of samples).
+    """
     p = check.real_array("p", p)
     tokens = np.atleast_2d(np.asarray(tokens))
     T_grid = check.int_array("T_grid", T_grid)
@@ -87,7 +140,17 @@ def seen_curves(tokens: np.ndarray, p: np.ndarray, T_grid) -> tuple[np.ndarray, 
 
 
 def tail_mass(N: int, alpha: float, k) -> np.ndarray:
-    r"""Exact tail mass :math:`p(x > k) = \sum_{x=k+1}^N p(x)` for each ``k`` in ``0..N``."""
+    r"""Exact tail mass :math:`p(x > k) = \sum_{x=k+1}^N p(x)` for each ``k`` in ``0..N``.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    alpha : float
+        Zipf exponent (``alpha >= 0``).
+    k : int or array_like of int
+        Ranks ``0 <= k <= N``.
+    """
     k = check.int_array("k", k, minimum=0)
     if k.max() > N:
         raise ValueError(f"k must lie in [0, N={N}], got max {k.max()}")
@@ -96,19 +159,45 @@ def tail_mass(N: int, alpha: float, k) -> np.ndarray:
 
 
 def tail_mass_law(alpha: float, k) -> np.ndarray:
-    r"""Asymptotic tail mass for ``N = inf``: :math:`p(x > k) \simeq k^{1-\alpha} / ((\alpha-1)\zeta(\alpha))`."""
+    r"""Asymptotic tail mass for ``N = inf``: :math:`p(x > k) \simeq k^{1-\alpha} / ((\alpha-1)\zeta(\alpha))`.
+
+    Parameters
+    ----------
+    alpha : float
+        Zipf exponent (``alpha > 1``: the law's ``N = inf`` limit exists).
+    k : int or array_like
+        Ranks (``k >= 1``).
+    """
     alpha = _heavy_tail_alpha(alpha)
     k = check.int_array("k", k, minimum=1).astype(np.float64)
     return k ** (1 - alpha) / ((alpha - 1) * special.zeta(alpha))
 
 
 def expected_distinct(N: int, alpha: float, T) -> np.ndarray:
-    r"""Expected number of distinct tokens among ``T`` samples, :math:`\sum_x 1 - (1 - p(x))^T`."""
+    r"""Expected number of distinct tokens among ``T`` samples, :math:`\sum_x 1 - (1 - p(x))^T`.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    alpha : float
+        Zipf exponent (``alpha >= 0``).
+    T : int or array_like
+        Number(s) of samples.
+    """
     return np.array([-np.expm1(t * np.log1p(-p)).sum() for p, t in _per_T(N, alpha, T)])
 
 
 def expected_distinct_law(alpha: float, T) -> np.ndarray:
-    r"""Asymptotic distinct count for ``N = inf``: :math:`\Gamma(1 - 1/\alpha)\,(T/\zeta(\alpha))^{1/\alpha}`."""
+    r"""Asymptotic distinct count for ``N = inf``: :math:`\Gamma(1 - 1/\alpha)\,(T/\zeta(\alpha))^{1/\alpha}`.
+
+    Parameters
+    ----------
+    alpha : float
+        Zipf exponent (``alpha > 1``: the law's ``N = inf`` limit exists).
+    T : int or array_like
+        Number(s) of samples.
+    """
     alpha = _heavy_tail_alpha(alpha)
     T = check.int_array("T", T).astype(np.float64)
     return special.gamma(1 - 1 / alpha) * (T / special.zeta(alpha)) ** (1 / alpha)
@@ -118,13 +207,30 @@ def expected_unseen_mass(N: int, alpha: float, T) -> np.ndarray:
     r"""Expected probability mass of tokens never seen in ``T`` samples, :math:`\sum_x p(x)(1 - p(x))^T`.
 
     This is the floor of chapter 3: a memory built from ``T`` samples cannot store what it never saw.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    alpha : float
+        Zipf exponent (``alpha >= 0``).
+    T : int or array_like
+        Number(s) of samples.
     """
     return np.array([(p * np.exp(t * np.log1p(-p))).sum() for p, t in _per_T(N, alpha, T)])
 
 
 def expected_unseen_mass_law(alpha: float, T) -> np.ndarray:
     r"""Asymptotic unseen mass for ``N = inf``:
-    :math:`\frac{\Gamma(1 - 1/\alpha)}{\alpha\,\zeta(\alpha)^{1/\alpha}}\, T^{-(1 - 1/\alpha)}`."""
+    :math:`\frac{\Gamma(1 - 1/\alpha)}{\alpha\,\zeta(\alpha)^{1/\alpha}}\, T^{-(1 - 1/\alpha)}`.
+
+    Parameters
+    ----------
+    alpha : float
+        Zipf exponent (``alpha > 1``: the law's ``N = inf`` limit exists).
+    T : int or array_like
+        Number(s) of samples.
+    """
     alpha = _heavy_tail_alpha(alpha)
     T = check.int_array("T", T).astype(np.float64)
     const = special.gamma(1 - 1 / alpha) / (alpha * special.zeta(alpha) ** (1 / alpha))
@@ -132,7 +238,15 @@ def expected_unseen_mass_law(alpha: float, T) -> np.ndarray:
 
 
 def mod_labels(N: int, M: int) -> np.ndarray:
-    """The reference labels ``f*(x) = x mod M`` for ``x = 1..N`` (0-based array of classes)."""
+    """The reference labels ``f*(x) = x mod M`` for ``x = 1..N`` (0-based array of classes).
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    M : int
+        Number of classes.
+    """
     N = check.positive_int("N", N)
     M = check.positive_int("M", M)
     check.budget("N", nbytes=8.0 * N, formula="an int64 array of N")
@@ -140,7 +254,17 @@ def mod_labels(N: int, M: int) -> np.ndarray:
 
 
 def random_labels(N: int, M: int, seed: int) -> np.ndarray:
-    """Labels ``f*(x)`` drawn uniformly from ``{0..M-1}`` for ``x = 1..N``."""
+    """Labels ``f*(x)`` drawn uniformly from ``{0..M-1}`` for ``x = 1..N``.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size (tokens ``x = 1..N``).
+    M : int
+        Number of classes.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    """
     N = check.positive_int("N", N)
     M = check.positive_int("M", M)
     check.budget("N", nbytes=8.0 * N, formula="an int64 array of N")
