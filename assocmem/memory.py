@@ -106,6 +106,27 @@ def embeddings(n: int, d: int, seed: int, *, trials: int = 1, first_trial: int =
     CPU in float32 and then moved, so ``dtype`` and ``device`` never change the numbers.
     ``stream`` separates independent families (input vs output embeddings). The tensor is stored
     coordinate-major (``out.transpose(1, 2)`` is contiguous) so that nested blocks are contiguous.
+
+    Parameters
+    ----------
+    n : int
+        Number of items embedded.
+    d : int
+        Dimension.
+    seed : int
+        Seed; trial ``t`` uses a generator seeded by ``(seed, stream, t)``.
+    trials : int
+        Number of trials drawn.
+    first_trial : int
+        Index of the first trial (a chunk of a larger draw).
+    stream : int
+        Separates independent families of embeddings drawn from one seed (inputs 0, outputs 1).
+    kind : {"gaussian", "sphere"}
+        Gaussian ``N(0, I/d)`` or uniform on the unit sphere.
+    dtype : torch.dtype
+        dtype of the result (the draw is float32 on the CPU, then converted).
+    device : str or torch.device
+        Device of the result.
     """
     n = check.positive_int("n", n)
     d = check.positive_int("d", d)
@@ -141,7 +162,29 @@ def memory_embeddings(N: int, M: int, d: int, seed: int, *, trials: int = 1, fir
                       kind: str = "gaussian", dtype: torch.dtype = torch.float32,
                       device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Input embeddings ``E`` (``(trials, N, d)``, stream 0) and output embeddings ``U``
-    (``(trials, M, d)``, stream 1), independent, from one ``seed``."""
+    (``(trials, M, d)``, stream 1), independent, from one ``seed``.
+
+    Parameters
+    ----------
+    N : int
+        Number of input tokens.
+    M : int
+        Number of output classes.
+    d : int
+        Dimension.
+    seed : int
+        Seed of both draws.
+    trials : int
+        Number of trials drawn.
+    first_trial : int
+        Index of the first trial (a chunk of a larger draw).
+    kind : {"gaussian", "sphere"}
+        Gaussian ``N(0, I/d)`` or uniform on the unit sphere.
+    dtype : torch.dtype
+        dtype of the result (the draw is float32 on the CPU, then converted).
+    device : str or torch.device
+        Device of the result.
+    """
     N, M = check.positive_int("N", N), check.positive_int("M", M)
     check.budget("N, M, d, trials", nbytes=16.0 * check.positive_int("trials", trials) * (N + M)
                  * check.positive_int("d", d), formula="two draws of trials x (N + M) x d")
@@ -152,13 +195,27 @@ def memory_embeddings(N: int, M: int, d: int, seed: int, *, trials: int = 1, fir
 # --------------------------------------------------------------------------- weighting schemes
 
 def uniform_weights(N: int) -> np.ndarray:
-    """Scheme ``q(x) = 1`` for every token: every association stored with the same weight."""
+    """Scheme ``q(x) = 1`` for every token: every association stored with the same weight.
+
+    Parameters
+    ----------
+    N : int
+        Number of tokens.
+    """
     check.budget("N", nbytes=8.0 * check.positive_int("N", N), formula="a float64 array of N")
     return np.ones(N)
 
 
 def power_weights(p, rho: float) -> np.ndarray:
-    r"""Scheme :math:`q(x) = p(x)^\rho`: ``rho = 1`` is one large-batch gradient step, ``rho = 0`` uniform."""
+    r"""Scheme :math:`q(x) = p(x)^\rho`: ``rho = 1`` is one large-batch gradient step, ``rho = 0`` uniform.
+
+    Parameters
+    ----------
+    p : array
+        Probabilities of the tokens.
+    rho : float
+        Exponent (``rho >= 0``).
+    """
     rho = check.real("rho", rho, low=0.0)
     return _probabilities(p) ** rho
 
@@ -168,6 +225,13 @@ def threshold_weights(N: int, P) -> np.ndarray:
 
     ``P`` an integer gives shape ``(N,)``; a sequence of ``G`` integers gives ``(G, N)``, one row per
     threshold. ``P = 0`` stores nothing.
+
+    Parameters
+    ----------
+    N : int
+        Number of tokens.
+    P : int or sequence of int
+        Number(s) of most frequent tokens stored (``0 <= P <= N``).
     """
     N = check.positive_int("N", N)
     P_arr = check.int_array("P", P, minimum=0)
@@ -177,7 +241,13 @@ def threshold_weights(N: int, P) -> np.ndarray:
 
 
 def seen_weights(counts) -> np.ndarray:
-    r"""Scheme :math:`q(x) = \mathbf{1}[n_x > 0]`: every token seen at least once (shape of ``counts``)."""
+    r"""Scheme :math:`q(x) = \mathbf{1}[n_x > 0]`: every token seen at least once (shape of ``counts``).
+
+    Parameters
+    ----------
+    counts : array
+        Token counts ``n_x``, shape ``(..., N)``.
+    """
     return (_counts(counts) > 0).astype(np.float64)
 
 
@@ -194,6 +264,17 @@ def top_seen_weights(counts, P, *, count_ties: str = "random", seed: int = 0) ->
     nested in ``P`` and use nothing the counts do not contain. ``count_ties="index"`` prefers the
     smaller token index; for a Zipf law that is the true frequency rank, which the counts do not hold,
     and it lowers the error (chapter 3 measures by how much).
+
+    Parameters
+    ----------
+    counts : array
+        Token counts ``n_x``, shape ``(..., N)``.
+    P : int or sequence of int
+        Number(s) of most frequent seen tokens kept.
+    count_ties : {"random", "index"}
+        Order of tokens with equal counts: a seeded random priority, or by index.
+    seed : int
+        Seed of the random priority.
     """
     counts = _counts(counts)
     P_arr = check.int_array("P", P, minimum=0)
@@ -237,6 +318,15 @@ def scores(q, labels, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
 
     ``q`` is ``(N,)`` or ``(trials, N)``. Uses :math:`s = (U U^\top)\,(V E^\top)` with the class sums
     :math:`V_y = \sum_{x: f^*(x)=y} q(x) e_x`.
+
+    Parameters
+    ----------
+    q : array or tensor
+        Weights ``q(x)``, shape ``(N,)`` or ``(trials, N)``.
+    labels : int array
+        The classes ``f*(x)`` in ``0..M-1``, length ``N``.
+    E, U : Tensor
+        Input ``(trials, N, d)`` and output ``(trials, M, d)`` embeddings (same dtype and device).
     """
     E, U = _check_embeddings(E, U)
     labels = _labels(labels, E.shape[1], U.shape[1], E.device)
@@ -255,6 +345,15 @@ def signal_and_interference(q, labels, E: torch.Tensor, U: torch.Tensor) -> tupl
     Both terms are computed independently (the interference from the ``N x N`` Gram matrix with its
     diagonal removed, so this is meant for the chapter's small ``N``); their sum equals
     :func:`scores`. Returns two tensors of shape ``(trials, M, N)``.
+
+    Parameters
+    ----------
+    q : array or tensor
+        Weights ``q(x)``, shape ``(N,)`` or ``(trials, N)``.
+    labels : int array
+        The classes ``f*(x)`` in ``0..M-1``, length ``N``.
+    E, U : Tensor
+        Input ``(trials, N, d)`` and output ``(trials, M, d)`` embeddings (same dtype and device).
     """
     E, U = _check_embeddings(E, U)
     N, M = E.shape[1], U.shape[1]
@@ -272,7 +371,17 @@ def signal_and_interference(q, labels, E: torch.Tensor, U: torch.Tensor) -> tupl
 def recall(q, labels, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     """Predicted classes :math:`f_W(r) = \\arg\\max_y s_y(r)`, shape ``(trials, N)`` (ties go to the
     smallest class index, as ``torch.argmax`` does: the rule of :func:`population_error` with
-    ``ties="first"``; its default counts ties as errors)."""
+    ``ties="first"``; its default counts ties as errors).
+
+    Parameters
+    ----------
+    q : array or tensor
+        Weights ``q(x)``, shape ``(N,)`` or ``(trials, N)``.
+    labels : int array
+        The classes ``f*(x)`` in ``0..M-1``, length ``N``.
+    E, U : Tensor
+        Input ``(trials, N, d)`` and output ``(trials, M, d)`` embeddings (same dtype and device).
+    """
     return scores(q, labels, E, U).argmax(dim=1)
 
 
@@ -332,6 +441,23 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
     matrix of that ``d`` is folded into its rows, :math:`\sum_{y'} (u_y^\top u_{y'}) V_{y'}`, and its
     products with the :math:`e_r` are the class scores themselves. Returns one float64 tensor of shape
     ``(trials, len(d_grid))`` per weighting.
+
+    Parameters
+    ----------
+    qs : list
+        Weightings, each of a shape :func:`population_error` accepts.
+    p : array
+        Probabilities of the ``N`` tokens.
+    labels : int array
+        The classes ``f*(x)`` in ``0..M-1``, length ``N``.
+    E, U : Tensor
+        Input ``(trials, N, D)`` and output ``(trials, M, D)`` embeddings drawn at the largest ``D``.
+    d_grid : int array, optional
+        Increasing dimensions ``1 <= d <= D`` (default ``[D]``).
+    kind : {"gaussian", "sphere"}
+        How truncated embeddings are brought back to the law at ``d`` (:func:`population_error`).
+    ties : {"error", "first"}
+        Rule for a tie between the true class and another.
     """
     E, U = _check_embeddings(E, U)
     trials, N, D = E.shape
@@ -392,6 +518,33 @@ def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, ki
     bounded for any number of trials; the numbers do not depend on the chunking. Returns float64,
     shape ``(trials, len(d_grid))``, on the CPU. :func:`error_scans` does several weightings on the
     same draws.
+
+    Parameters
+    ----------
+    q : array
+        Weights, any shape :func:`population_error` accepts.
+    p : array
+        Probabilities of the ``N`` tokens.
+    labels : int array
+        The classes ``f*(x)`` in ``0..M-1``, length ``N``.
+    M : int
+        Number of classes.
+    d_grid : int array
+        Increasing dimensions; embeddings are drawn at ``max(d_grid)``.
+    seed : int
+        Seed of the embedding draws.
+    trials : int
+        Number of embedding draws.
+    kind : {"gaussian", "sphere"}
+        Gaussian ``N(0, I/d)`` or uniform on the unit sphere.
+    dtype : torch.dtype
+        dtype of the result (the draw is float32 on the CPU, then converted).
+    device : str or torch.device
+        Device of the result.
+    max_bytes : int
+        Bound on the bytes of embeddings held at once (trials are drawn in chunks).
+    ties : {"error", "first"}
+        Rule for a tie between the true class and another (:func:`population_error`).
     """
     return error_scans([q], p, labels, M, d_grid, seed, trials=trials, kind=kind, dtype=dtype,
                        device=device, max_bytes=max_bytes, ties=ties)[0]
@@ -400,7 +553,35 @@ def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, ki
 def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
                 dtype: torch.dtype = torch.float32, device="cpu", max_bytes: int = 2**28,
                 ties: str = "error") -> list[torch.Tensor]:
-    """:func:`error_scan` for a list of weightings on the same draws (one tensor per weighting)."""
+    """:func:`error_scan` for a list of weightings on the same draws (one tensor per weighting).
+
+    Parameters
+    ----------
+    qs : list
+        Weightings, each of a shape :func:`population_error` accepts.
+    p : array
+        Probabilities of the ``N`` tokens.
+    labels : int array
+        The classes ``f*(x)`` in ``0..M-1``, length ``N``.
+    M : int
+        Number of classes.
+    d_grid : int array
+        Increasing dimensions; embeddings are drawn at ``max(d_grid)``.
+    seed : int
+        Seed of the embedding draws.
+    trials : int
+        Number of embedding draws.
+    kind : {"gaussian", "sphere"}
+        Gaussian ``N(0, I/d)`` or uniform on the unit sphere.
+    dtype : torch.dtype
+        dtype of the result (the draw is float32 on the CPU, then converted).
+    device : str or torch.device
+        Device of the result.
+    max_bytes : int
+        Bound on the bytes of embeddings held at once (trials are drawn in chunks).
+    ties : {"error", "first"}
+        Rule for a tie between the true class and another (:func:`population_error`).
+    """
     M = check.positive_int("M", M)
     seed = check.seed("seed", seed)
     trials = check.positive_int("trials", trials)
