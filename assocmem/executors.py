@@ -41,7 +41,19 @@ _POLL_S = 0.5  # how often a worker checks that its parent is alive
 
 def compute_point(name: str, module: str, config: Mapping, *, threads: int = 1) -> list[dict]:
     """Import ``module`` (which registers the experiment), run one point with ``threads`` torch
-    threads, and return its rows. This is what every executor ships to its workers."""
+    threads, and return its rows. This is what every executor ships to its workers.
+
+    Parameters
+    ----------
+    name : str
+        The experiment's registered name.
+    module : str
+        The module that registers it.
+    config : mapping
+        The point's full configuration.
+    threads : int
+        Torch threads for this point.
+    """
     from .sweep import get_experiment
 
     importlib.import_module(module)
@@ -187,7 +199,15 @@ class DaskExecutor:
 
 def make_executor(executor="serial", **options):
     """An executor from its name — ``"serial"``, ``"processes"`` (option ``workers``) or ``"dask"``
-    (options ``scheduler``, ``workers``) — or an object with a ``map`` method, returned unchanged."""
+    (options ``scheduler``, ``workers``) — or an object with a ``map`` method, returned unchanged.
+
+    Parameters
+    ----------
+    executor : {"serial", "processes", "dask"} or object
+        The executor's name, or an object with a ``map`` method.
+    **options
+        ``workers`` (processes, local Dask cluster) and ``scheduler`` (a Dask scheduler address).
+    """
     if not isinstance(executor, str):
         if not callable(getattr(executor, "map", None)):
             raise TypeError(f"executor must be one of {list(EXECUTORS)} or have a .map method, got {executor!r}")

@@ -62,7 +62,13 @@ class Experiment:
         object.__setattr__(self, "__doc__", f"{self.fn.__name__}{inspect.signature(self.fn)}\n\n{self.doc}")
 
     def config(self, overrides: Mapping | None = None) -> dict:
-        """The full configuration: defaults updated by ``overrides`` (unknown names are an error)."""
+        """The full configuration: defaults updated by ``overrides`` (unknown names are an error).
+
+        Parameters
+        ----------
+        overrides : mapping, optional
+            Parameter values replacing the defaults.
+        """
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(self.defaults))
         if unknown:
@@ -71,7 +77,13 @@ class Experiment:
         return {**self.defaults, **overrides}
 
     def rows(self, overrides: Mapping | None = None) -> list[dict]:
-        """Run once and return the result as a list of rows."""
+        """Run once and return the result as a list of rows.
+
+        Parameters
+        ----------
+        overrides : mapping, optional
+            Parameter values replacing the defaults.
+        """
         result = self.fn(**self.config(overrides))
         rows = [result] if isinstance(result, Mapping) else list(result)
         if not all(isinstance(row, Mapping) for row in rows):
@@ -86,6 +98,13 @@ def experiment(name: str, *, version: int = 1) -> Callable[[Callable], Experimen
     """Register ``fn`` as the experiment ``name``; every parameter of ``fn`` needs a default.
 
     Bump ``version`` when the computation changes, so cached results of the old one are not reused.
+
+    Parameters
+    ----------
+    name : str
+        The registry name (what ``python -m assocmem run NAME`` takes).
+    version : int
+        Version of the computation, part of every cache key.
     """
     def register(fn: Callable) -> Experiment:
         params = inspect.signature(fn).parameters.values()
@@ -110,7 +129,13 @@ def experiments() -> dict[str, Experiment]:
 
 
 def get_experiment(name_or_experiment) -> Experiment:
-    """Look an experiment up by name (an ``Experiment`` is returned as is)."""
+    """Look an experiment up by name (an ``Experiment`` is returned as is).
+
+    Parameters
+    ----------
+    name_or_experiment : str or Experiment
+        A registered name, or an experiment.
+    """
     if isinstance(name_or_experiment, Experiment):
         return name_or_experiment
     if name_or_experiment in _REGISTRY:
@@ -126,6 +151,11 @@ def grid(**axes: Iterable) -> list[dict]:
 
     >>> grid(d=[10, 20], seed=range(2))
     [{'d': 10, 'seed': 0}, {'d': 10, 'seed': 1}, {'d': 20, 'seed': 0}, {'d': 20, 'seed': 1}]
+
+    Parameters
+    ----------
+    **axes : iterable
+        One list of values per parameter name.
     """
     values = []
     for name, axis in axes.items():
@@ -137,7 +167,15 @@ def grid(**axes: Iterable) -> list[dict]:
 
 
 def config_key(experiment: Experiment, config: Mapping) -> str:
-    """Stable SHA-256 of the experiment's name, version and full configuration."""
+    """Stable SHA-256 of the experiment's name, version and full configuration.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        The experiment (its name and version enter the key).
+    config : mapping
+        The full configuration (:meth:`Experiment.config`).
+    """
     return _hash({"experiment": experiment.name, "version": experiment.version,
                   "config": experiment.config(config)})
 
@@ -163,7 +201,15 @@ class DiskCache:
         return self.directory / key[:2] / f"{key}.json"
 
     def load(self, key: str, *, warn: bool = True) -> list[dict] | None:
-        """The cached rows for ``key``, or ``None`` when absent or damaged (with a warning)."""
+        """The cached rows for ``key``, or ``None`` when absent or damaged (with a warning).
+
+        Parameters
+        ----------
+        key : str
+            The point's key (:func:`config_key`).
+        warn : bool
+            Warn when an entry is damaged (truncated or failing its checksum).
+        """
         path = self.path(key)
         try:
             entry = json.loads(path.read_text())
@@ -189,7 +235,13 @@ class DiskCache:
         atomic_write_text(path, json.dumps(entry, allow_nan=True))  # keeps the rows' column order
 
     def try_lock(self, key: str) -> PointLock | None:
-        """Claim ``key`` for computing: a held :class:`PointLock`, or ``None`` if another sweep holds it."""
+        """Claim ``key`` for computing: a held :class:`PointLock`, or ``None`` if another sweep holds it.
+
+        Parameters
+        ----------
+        key : str
+            The point's key (:func:`config_key`).
+        """
         lock = PointLock(self.path(key).with_suffix(".lock"))
         return lock if lock.acquire() else None
 
@@ -229,7 +281,13 @@ class PointLock:
 
     def release(self, *, stored: bool = False) -> None:
         """Release; when the point's entry is ``stored`` in the cache the lock file is removed too (a
-        sweep that then acquires the removed file's lock finds the entry, so this is safe)."""
+        sweep that then acquires the removed file's lock finds the entry, so this is safe).
+
+        Parameters
+        ----------
+        stored : bool
+            Whether the point's entry was stored in the cache.
+        """
         if self._fd is None:
             return
         if stored:
@@ -292,6 +350,9 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
         gives bit-identical numbers however it is run; parallelism comes from the executor.
     progress : bool
         Show a tqdm progress bar (in a notebook, a widget).
+    **executor_options
+        The executor's options: ``workers`` (processes, a local Dask cluster), ``scheduler`` (the
+        address of a running Dask scheduler).
 
     Returns
     -------
