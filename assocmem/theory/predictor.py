@@ -226,8 +226,8 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
         weights = np.moveaxis(q, 1, 0) if rule == "top" else np.broadcast_to(q, (d.size,) + q.shape)
 
     means, variances = np.empty((d.size, samples)), np.empty((d.size, samples))
-    revisit_rng = np.random.default_rng([seed, 1])
     for j, dj in enumerate(d):
+        revisit_rng = np.random.default_rng([seed, 1, int(dj)])  # per d: a cell predicts alike in any grid
         carrier = np.sqrt(noise[j] * dj / (1 + (M - 1) / dj))  # one association per class, W0 / sign noise
         extra_labels = np.arange(M)
         for k in range(samples):
