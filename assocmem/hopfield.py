@@ -56,6 +56,21 @@ def random_sign_patterns(K: int, d: int, *, trials: int = 1, seed=0, device=None
     r"""``trials`` independent sets of ``K`` random patterns :math:`\xi_\mu \in \{-1, +1\}^d`.
 
     Returns a tensor of shape ``(trials, K, d)``; ``seed`` is an int or a ``torch.Generator``.
+
+    Parameters
+    ----------
+    K : int
+        Number of patterns per set, :math:`\ge 1`.
+    d : int
+        Dimension (number of units), :math:`\ge 1`.
+    trials : int
+        Number of independent sets, :math:`\ge 1`.
+    seed : int or torch.Generator
+        Seed of the draw (a non-negative int), or a generator to draw from.
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
+    dtype : torch.dtype
+        Floating dtype of the returned patterns.
     """
     K, d, trials = check.positive_int("K", K), check.positive_int("d", d), check.positive_int("trials", trials)
     check.budget("K, d, trials", nbytes=16.0 * trials * K * d, formula="int64 bits and float64 patterns")
@@ -67,7 +82,25 @@ def random_sign_patterns(K: int, d: int, *, trials: int = 1, seed=0, device=None
 def sphere_patterns(N: int, d: int, *, radius: float = 1.0, trials: int = 1, seed=0, device=None,
                     dtype=torch.float64) -> torch.Tensor:
     r"""``trials`` sets of ``N`` patterns drawn uniformly on the sphere of radius ``radius`` in
-    :math:`\mathbb{R}^d`; shape ``(trials, N, d)``."""
+    :math:`\mathbb{R}^d`; shape ``(trials, N, d)``.
+
+    Parameters
+    ----------
+    N : int
+        Number of patterns per set, :math:`\ge 1`.
+    d : int
+        Dimension, :math:`\ge 1`.
+    radius : float
+        Radius of the sphere, :math:`> 0`.
+    trials : int
+        Number of independent sets, :math:`\ge 1`.
+    seed : int or torch.Generator
+        Seed of the draw (a non-negative int), or a generator to draw from.
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
+    dtype : torch.dtype
+        ``torch.float32`` or ``torch.float64``.
+    """
     N, d, trials = check.positive_int("N", N), check.positive_int("d", d), check.positive_int("trials", trials)
     radius = check.real("radius", radius, low=0.0, low_open=True)
     check.budget("N, d, trials", nbytes=24.0 * trials * N * d, formula="a float64 draw and its normalised copy")
@@ -83,7 +116,28 @@ def clustered_patterns(clusters: int, per_cluster: int, d: int, *, spread: float
     r"""``clusters * per_cluster`` patterns of norm ``radius``: random unit centres on the sphere,
     each perturbed by Gaussian noise of relative size ``spread`` and projected back to the sphere.
     Similar patterns make the metastable fixed points of the modern Hopfield network visible.
-    Returns ``(clusters * per_cluster, d)``, cluster by cluster."""
+    Returns ``(clusters * per_cluster, d)``, cluster by cluster.
+
+    Parameters
+    ----------
+    clusters : int
+        Number of cluster centres, :math:`\ge 1`.
+    per_cluster : int
+        Patterns per cluster, :math:`\ge 1`.
+    d : int
+        Dimension, :math:`\ge 1`.
+    spread : float
+        Relative size of the perturbation, :math:`\ge 0`: each point is
+        :math:`c + \mathrm{spread}\, g/\sqrt d` before normalisation, :math:`g` standard Gaussian.
+    radius : float
+        Norm of every returned pattern, :math:`> 0`.
+    seed : int or torch.Generator
+        Seed of the draw (a non-negative int), or a generator to draw from.
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
+    dtype : torch.dtype
+        ``torch.float32`` or ``torch.float64``.
+    """
     clusters, per_cluster = check.positive_int("clusters", clusters), check.positive_int("per_cluster", per_cluster)
     d, spread = check.positive_int("d", d), check.real("spread", spread, low=0.0)
     radius = check.real("radius", radius, low=0.0, low_open=True)
@@ -96,7 +150,17 @@ def clustered_patterns(clusters: int, per_cluster: int, d: int, *, spread: float
 
 
 def flip_bits(states: torch.Tensor, fraction: float, *, seed=0) -> torch.Tensor:
-    """Flip each :math:`\\pm 1` entry of ``states`` independently with probability ``fraction``."""
+    """Flip each :math:`\\pm 1` entry of ``states`` independently with probability ``fraction``.
+
+    Parameters
+    ----------
+    states : array or tensor
+        :math:`\\pm 1` states, any shape with at least one dimension.
+    fraction : float
+        Flip probability of each entry, in :math:`[0, 1]`.
+    seed : int or torch.Generator
+        Seed of the draw (a non-negative int), or a generator to draw from.
+    """
     states = _tensor("states", states, min_dim=1)
     fraction = check.real("fraction", fraction, low=0.0, high=1.0)
     gen = _generator(seed, states.device)
@@ -109,6 +173,11 @@ def hebbian_weights(patterns) -> torch.Tensor:
     r"""Hebbian weights :math:`W = \frac1d \sum_\mu \xi_\mu \xi_\mu^\top` with zero diagonal.
 
     ``patterns`` has shape ``(..., K, d)``; returns ``(..., d, d)``.
+
+    Parameters
+    ----------
+    patterns : array or tensor, shape ``(..., K, d)``
+        The stored patterns :math:`\xi_\mu`.
     """
     patterns = _tensor("patterns", patterns, min_dim=2)
     K, d = patterns.shape[-2:]
@@ -118,7 +187,15 @@ def hebbian_weights(patterns) -> torch.Tensor:
 
 def classical_energy(states, weights) -> torch.Tensor:
     r"""Energy :math:`E(s) = -\tfrac12 s^\top W s` of states ``(..., Q, d)`` under weights
-    ``(..., d, d)``; returns ``(..., Q)``."""
+    ``(..., d, d)``; returns ``(..., Q)``.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The network states (queries).
+    weights : array or tensor, shape ``(..., d, d)``
+        The weight matrix :math:`W` (e.g. :func:`hebbian_weights`).
+    """
     states, weights = _pair("states", states, "weights", weights)
     return -0.5 * ((states @ weights) * states).sum(-1)
 
@@ -130,6 +207,18 @@ def classical_update(states, weights, *, mode: str = SYNCHRONOUS, order=None) ->
     ``mode="synchronous"`` updates every unit at once; ``"asynchronous"`` updates them one after
     another in ``order`` (a permutation of ``range(d)``, default ``0..d-1``), which never increases
     :func:`classical_energy` for symmetric weights with zero diagonal.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The network states (queries).
+    weights : array or tensor, shape ``(..., d, d)``
+        The weight matrix :math:`W`.
+    mode : {"synchronous", "asynchronous"}
+        Update every unit at once, or one after another in ``order``.
+    order : sequence of int, optional
+        Order of the asynchronous updates: a permutation of ``range(d)`` (default ``0, ..., d-1``);
+        ignored in synchronous mode.
     """
     states, weights = _pair("states", states, "weights", weights)
     mode = check.choice("mode", mode, {SYNCHRONOUS, ASYNCHRONOUS})
@@ -147,6 +236,16 @@ def dense_energy(states, patterns, a: int) -> torch.Tensor:
     r"""Energy :math:`E(s) = -\sum_\mu F(\xi_\mu^\top s)` with :math:`F(x) = x^a` [KH16].
 
     ``states`` ``(..., Q, d)``, ``patterns`` ``(..., K, d)``; returns ``(..., Q)``.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The network states (queries).
+    patterns : array or tensor, shape ``(..., K, d)``
+        The stored patterns; batch dimensions broadcast with those of ``states``.
+    a : int
+        Power of the interaction function :math:`F(x) = x^a`, an integer :math:`\ge 2` (:math:`a = 2`: the
+        classical network).
     """
     (states, patterns), a = _pair("states", states, "patterns", patterns), _power(a)
     return _finite(-(_overlaps(states, patterns) ** a).sum(-1), "a")
@@ -164,6 +263,21 @@ def dense_update(states, patterns, a: int, *, mode: str = SYNCHRONOUS, order=Non
     unit's decision costs one matrix product and no :math:`d \times d` matrix is formed. For
     :math:`a = 2` the update is exactly the classical one with Hebbian weights. The asynchronous mode
     never increases :func:`dense_energy`.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The :math:`\pm 1` states to update.
+    patterns : array or tensor, shape ``(..., K, d)``
+        The stored patterns; batch dimensions broadcast with those of ``states``.
+    a : int
+        Power of the interaction function :math:`F(x) = x^a`, an integer :math:`\ge 2` (:math:`a = 2`: the
+        classical network).
+    mode : {"synchronous", "asynchronous"}
+        Update every unit at once, or one after another in ``order``.
+    order : sequence of int, optional
+        Order of the asynchronous updates: a permutation of ``range(d)`` (default ``0, ..., d-1``);
+        ignored in synchronous mode.
     """
     (states, patterns), a = _pair("states", states, "patterns", patterns), _power(a)
     mode = check.choice("mode", mode, {SYNCHRONOUS, ASYNCHRONOUS})
@@ -205,6 +319,28 @@ def sign_retrieval(K, d: int, *, a: int = 2, steps: int = 1, noise: float = 0.0,
     With ``steps=1`` and ``noise=0`` this is the one-step stability of stored patterns that
     :func:`assocmem.theory.hopfield.dense_bit_error` predicts. Every trial and probe runs in one
     tensor program.
+
+    Parameters
+    ----------
+    K : int or sequence of int
+        Number(s) of stored patterns.
+    d : int
+        Dimension, :math:`\ge 1`.
+    a : int
+        Power of the interaction function :math:`F(x) = x^a`, an integer :math:`\ge 2` (:math:`a = 2`: the
+        classical network).
+    steps : int
+        Maximum number of synchronous updates, :math:`\ge 1`.
+    noise : float
+        Fraction of bits flipped in the starting states, in :math:`[0, 0.5]`.
+    trials : int
+        Independent pattern draws, :math:`\ge 1`.
+    probes : int
+        Number of stored patterns probed per trial, :math:`\ge 1` (capped at ``max(K)``).
+    seed : int
+        Seed of the patterns (the flips use ``seed + 1``).
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
     """
     K, seed = check.int_array("K", K), check.seed("seed", seed)
     d, a = check.positive_int("d", d), _power(a)
@@ -234,6 +370,26 @@ def dense_capacity(d, a: int = 2, *, error: float = 0.01, trials: int = 8, probe
     times it) and the crossing is interpolated on log-log axes, per trial. Returns an array of shape
     ``(trials, len(d))``, ready for :func:`assocmem.fitting.fit_power_law` (slope
     :math:`\approx a - 1`).
+
+    Parameters
+    ----------
+    d : int or sequence of int
+        Dimensions, each :math:`\ge 2`.
+    a : int
+        Power of the interaction function :math:`F(x) = x^a`, an integer :math:`\ge 2` (:math:`a = 2`: the
+        classical network).
+    error : float
+        Target one-step bit error, in :math:`(0, 0.5)`.
+    trials : int
+        Independent pattern draws per dimension.
+    probes : int
+        Stored patterns probed per trial.
+    points : int
+        Number of grid values of ``K`` per dimension, :math:`\ge 2`.
+    seed : int
+        Base seed; dimension ``i`` uses ``seed + 7919 * i``.
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
     """
     d, a, seed = check.int_array("d", d, minimum=2), _power(a), check.seed("seed", seed)
     error = check.real("error", error, low=0.0, high=0.5, low_open=True, high_open=True)
@@ -262,6 +418,23 @@ def thresholded_memory_scores(queries, input_embeddings, output_embeddings, labe
     ``queries`` ``(..., Q, d)`` are the :math:`e_x`, ``input_embeddings`` ``(..., N, d)`` the stored
     :math:`e_{x'}`, ``output_embeddings`` ``(..., M, d)`` the :math:`u_y`, ``labels`` ``(N,)`` the
     :math:`f^*(x')` and ``weights`` ``(N,)`` the :math:`q(x')` (default 1). Returns ``(..., Q, M)``.
+
+    Parameters
+    ----------
+    queries : array or tensor, shape ``(..., Q, d)``
+        The query embeddings :math:`e_x`.
+    input_embeddings : array or tensor, shape ``(..., N, d)``
+        The stored input embeddings :math:`e_{x'}`.
+    output_embeddings : array or tensor, shape ``(..., M, d)``
+        The output embeddings :math:`u_y`.
+    labels : sequence of int, shape ``(N,)``
+        The stored labels :math:`f^*(x')`, integers in :math:`[0, M-1]`.
+    weights : array or tensor, shape ``(N,)``, optional
+        The association weights :math:`q(x')` (default 1 each).
+    eta : float
+        Threshold :math:`\eta` of the ReLU; must be 0 with ``activation="linear"``.
+    activation : {"relu", "linear"}
+        :math:`\phi`: the ReLU or the identity.
     """
     outputs, inputs = _pair("output_embeddings", output_embeddings, "input_embeddings", input_embeddings,
                             min_dim_a=2)
@@ -298,6 +471,27 @@ def thresholded_memory_error(N, d: int, *, M: int = 5, eta: float = 0.5, activat
     threshold :math:`\eta`: another association interferes only inside a spherical cap of
     probability :func:`~assocmem.theory.hopfield.cap_probability`, so the capacity grows
     exponentially in ``d``.
+
+    Parameters
+    ----------
+    N : int or sequence of int
+        Number(s) of stored associations.
+    d : int
+        Dimension, :math:`\ge 1`.
+    M : int
+        Number of output classes, :math:`\ge 2`.
+    eta : float
+        Threshold :math:`\eta` (see :func:`thresholded_memory_scores`).
+    activation : {"relu", "linear"}
+        The activation :math:`\phi`.
+    trials : int
+        Independent embedding draws.
+    seed : int
+        Seed of the embeddings.
+    chunk : int
+        Queries scored at once (memory bound), :math:`\ge 1`.
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
     """
     N = check.int_array("N", N)
     d, M = check.positive_int("d", d), check.positive_int("M", M, minimum=2)
@@ -324,7 +518,29 @@ def thresholded_memory_capacity(d, *, eta: float = 0.5, activation: str = "relu"
                                 device=None) -> np.ndarray:
     r"""Measured capacity of :func:`thresholded_memory_error`: per trial and dimension, the number of
     associations at which the error reaches ``error`` (interpolated on a grid of powers of
-    :math:`\sqrt 2` up to ``max_patterns``). Returns ``(trials, len(d))``."""
+    :math:`\sqrt 2` up to ``max_patterns``). Returns ``(trials, len(d))``.
+
+    Parameters
+    ----------
+    d : int or sequence of int
+        Dimensions, each :math:`\ge 2`.
+    eta : float
+        Threshold :math:`\eta` (see :func:`thresholded_memory_scores`).
+    activation : {"relu", "linear"}
+        The activation :math:`\phi`.
+    error : float
+        Target recall error at which the capacity is read off.
+    max_patterns : int
+        Largest number of associations on the grid.
+    M : int
+        Number of output classes, :math:`\ge 2`; also the grid's first value.
+    trials : int
+        Independent embedding draws per dimension.
+    seed : int
+        Base seed (one seed per dimension is derived from it).
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
+    """
     d, seed = check.int_array("d", d, minimum=2), check.seed("seed", seed)
     grid = _doubling_grid(max_patterns, start=check.positive_int("M", M))
     return _capacity(d, grid, error, "error", lambda dim, s: thresholded_memory_error(
@@ -340,6 +556,15 @@ def modern_energy(states, patterns, beta: float) -> torch.Tensor:
 
     ``states`` ``(..., Q, d)``, ``patterns`` ``(..., N, d)``; returns ``(..., Q)``, always
     :math:`\ge 0`.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The network states (queries).
+    patterns : array or tensor, shape ``(..., N, d)``
+        The stored patterns :math:`x_i`.
+    beta : float
+        Inverse temperature :math:`\beta > 0` of the softmax.
     """
     states, patterns = _pair("states", states, "patterns", patterns)
     beta = _beta(beta)
@@ -353,7 +578,17 @@ def modern_energy(states, patterns, beta: float) -> torch.Tensor:
 
 def modern_update(states, patterns, beta: float) -> torch.Tensor:
     r"""The modern Hopfield update :math:`\xi \leftarrow X\,\mathrm{softmax}(\beta X^\top\xi)`: a
-    concave-convex step that never increases :func:`modern_energy`. Same shapes as the energy."""
+    concave-convex step that never increases :func:`modern_energy`. Same shapes as the energy.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The network states (queries).
+    patterns : array or tensor, shape ``(..., N, d)``
+        The stored patterns, the columns of :math:`X`.
+    beta : float
+        Inverse temperature :math:`\beta > 0` of the softmax.
+    """
     states, patterns = _pair("states", states, "patterns", patterns)
     return _softmax_weights(states, patterns, _beta(beta)) @ patterns
 
@@ -367,7 +602,24 @@ class Trajectory:
 
 
 def modern_retrieve(states, patterns, beta: float, *, steps: int = 1) -> Trajectory:
-    """Apply :func:`modern_update` ``steps`` times, recording states and :func:`modern_energy`."""
+    """Apply :func:`modern_update` ``steps`` times, recording states and :func:`modern_energy`.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The starting states.
+    patterns : array or tensor, shape ``(..., N, d)``
+        The stored patterns.
+    beta : float
+        Inverse temperature :math:`\\beta > 0` of the softmax.
+    steps : int
+        Number of updates, :math:`\\ge 1`.
+
+    Returns
+    -------
+    Trajectory
+        ``steps + 1`` states (the start first) and their energies.
+    """
     steps, beta = check.positive_int("steps", steps), _beta(beta)
     start, patterns = _pair("states", states, "patterns", patterns)
     check.budget("steps", nbytes=2.0 * steps * start.numel() * start.element_size(),
@@ -381,7 +633,13 @@ def modern_retrieve(states, patterns, beta: float, *, steps: int = 1) -> Traject
 
 def separation(patterns) -> torch.Tensor:
     r"""Separation :math:`\Delta_i = x_i^\top x_i - \max_{j \ne i} x_i^\top x_j` of each stored pattern;
-    ``patterns`` ``(..., N, d)`` with :math:`N \ge 2`, returns ``(..., N)``."""
+    ``patterns`` ``(..., N, d)`` with :math:`N \ge 2`, returns ``(..., N)``.
+
+    Parameters
+    ----------
+    patterns : array or tensor, shape ``(..., N, d)``
+        The stored patterns :math:`x_i`, :math:`N \ge 2`.
+    """
     patterns = _tensor("patterns", patterns, min_dim=2)
     if patterns.shape[-2] < 2:
         raise ValueError("patterns must hold at least 2 patterns to define a separation")
@@ -397,6 +655,22 @@ def hopfield_attention(queries, keys, values, beta: float | None = None) -> torc
     With :math:`K = V = X` (the stored patterns) this is :func:`modern_update`; with
     :math:`\beta = 1/\sqrt{d_k}` (the default) it equals
     ``torch.nn.functional.scaled_dot_product_attention(queries, keys, values)``.
+
+    Parameters
+    ----------
+    queries : array or tensor, shape ``(..., Q, d_k)``
+        The queries :math:`Q` (one per row).
+    keys : array or tensor, shape ``(..., N, d_k)``
+        The keys :math:`K`.
+    values : array or tensor, shape ``(..., N, d_v)``
+        The values :math:`V`, one row per key.
+    beta : float, optional
+        Inverse temperature :math:`\beta > 0` (default :math:`1/\sqrt{d_k}`).
+
+    Returns
+    -------
+    torch.Tensor, shape ``(..., Q, d_v)``
+        The attended values.
     """
     queries, keys = _pair("queries", queries, "keys", keys, min_dim_a=2)
     values = _tensor("values", values, min_dim=2)
@@ -410,7 +684,17 @@ def hopfield_attention(queries, keys, values, beta: float | None = None) -> torc
 
 def effective_patterns(states, patterns, beta: float) -> torch.Tensor:
     r"""Number of patterns a state mixes: :math:`\exp(H(p))` for :math:`p = \mathrm{softmax}(\beta
-    X^\top\xi)`, from 1 (one pattern) to :math:`N` (the uniform average). Returns ``(..., Q)``."""
+    X^\top\xi)`, from 1 (one pattern) to :math:`N` (the uniform average). Returns ``(..., Q)``.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)`` or ``(d,)``
+        The network states (queries).
+    patterns : array or tensor, shape ``(..., N, d)``
+        The stored patterns, the columns of :math:`X`.
+    beta : float
+        Inverse temperature :math:`\beta > 0` of the softmax.
+    """
     states, patterns = _pair("states", states, "patterns", patterns)
     p = _softmax_weights(states, patterns, _beta(beta))
     entropy = -(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(-1)
@@ -420,7 +704,22 @@ def effective_patterns(states, patterns, beta: float) -> torch.Tensor:
 def fixed_point_kind(states, patterns, beta: float) -> np.ndarray:
     r"""Classify (approximate) fixed points by :func:`effective_patterns` :math:`n_{\mathrm{eff}}`:
     ``"single pattern"`` when :math:`n_{\mathrm{eff}} < 1.5`, ``"global average"`` when
-    :math:`n_{\mathrm{eff}} > N/2`, ``"metastable"`` (the average of a subset) in between."""
+    :math:`n_{\mathrm{eff}} > N/2`, ``"metastable"`` (the average of a subset) in between.
+
+    Parameters
+    ----------
+    states : array or tensor, shape ``(..., Q, d)``
+        The (approximate) fixed points to classify.
+    patterns : array or tensor, shape ``(..., N, d)``
+        The stored patterns.
+    beta : float
+        Inverse temperature :math:`\beta > 0` of the softmax.
+
+    Returns
+    -------
+    numpy.ndarray of str, shape ``(..., Q)``
+        One of ``"single pattern"``, ``"metastable"``, ``"global average"`` per state.
+    """
     n_eff = effective_patterns(states, patterns, beta).cpu().numpy()
     N = _tensor("patterns", patterns, min_dim=2).shape[-2]
     kinds = np.full(n_eff.shape, FIXED_POINT_KINDS[1], dtype=object)
@@ -437,6 +736,19 @@ def fixed_point_census(patterns, betas, *, queries: int = 200, steps: int = 100,
     the three kinds of :func:`fixed_point_kind`, plus ``"effective_patterns"`` (median over starts).
     Small :math:`\beta`: everything flows to the global average; large :math:`\beta`: to single
     patterns; in between, metastable averages of similar patterns.
+
+    Parameters
+    ----------
+    patterns : array or tensor, shape ``(N, d)``
+        The stored patterns.
+    betas : sequence of float
+        Inverse temperatures to scan, each :math:`> 0`.
+    queries : int
+        Number of random starts, :math:`\ge 1`.
+    steps : int
+        Updates per start, :math:`\ge 1`.
+    seed : int or torch.Generator
+        Seed of the starts.
     """
     patterns = _tensor("patterns", patterns, min_dim=2)
     betas = check.real_array("betas", betas).reshape(-1)
@@ -463,6 +775,17 @@ def one_step_retrieval(patterns, beta: float, *, noise: float = 0.1, seed: int =
     pattern): ``"error"`` :math:`\|f(\xi) - x_i\|`, ``"bound"``
     :math:`2(N-1)M e^{-\beta(\Delta_i - 2M\|\xi - x_i\|)}`, ``"separation"`` :math:`\Delta_i` and
     ``"distance"`` :math:`\|\xi - x_i\|`.
+
+    Parameters
+    ----------
+    patterns : array or tensor, shape ``(N, d)``
+        The stored patterns :math:`x_i`, :math:`N \ge 2`.
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
+    noise : float
+        Relative noise level :math:`\sigma \ge 0` of the queries.
+    seed : int or torch.Generator
+        Seed of the noise.
     """
     patterns = _tensor("patterns", patterns, min_dim=2)
     beta = _beta(beta)
@@ -488,6 +811,27 @@ def modern_retrieval_failure(N, d: int, *, beta: float = 1.0, K: float = 1.0, to
     Theorem 3); pattern :math:`x_i` counts as retrieved when :math:`\|f(x_i) - x_i\| \le`
     ``tolerance`` :math:`\cdot M`. ``N`` is one count or a grid (nested draws); the first ``probes``
     patterns (or all, if fewer) are probed against all ``N`` stored ones. Returns ``(trials, len(N))``.
+
+    Parameters
+    ----------
+    N : int or sequence of int
+        Number(s) of stored patterns, each :math:`\ge 2`.
+    d : int
+        Dimension, :math:`\ge 2`.
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
+    K : float
+        Radius factor :math:`K > 0`: the patterns have norm :math:`K\sqrt{d-1}`.
+    tolerance : float
+        Retrieval tolerance relative to :math:`M`, :math:`> 0`.
+    trials : int
+        Independent pattern draws.
+    probes : int
+        Patterns probed per trial, :math:`\ge 1`.
+    seed : int
+        Seed of the patterns.
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
     """
     N = check.int_array("N", N, minimum=2)
     d = check.positive_int("d", d, minimum=2)
@@ -512,6 +856,29 @@ def modern_capacity(d, *, beta: float = 1.0, K: float = 1.0, failure: float = 0.
     ``failure`` (interpolated on a grid of powers of :math:`\sqrt 2` up to ``max_patterns``). Returns
     ``(trials, len(d))``; grows exponentially in ``d`` (compare
     :func:`~assocmem.theory.hopfield.modern_capacity_lower_bound`).
+
+    Parameters
+    ----------
+    d : int or sequence of int
+        Dimensions, each :math:`\ge 2`.
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
+    K : float
+        Radius factor (see :func:`modern_retrieval_failure`), :math:`> 0`.
+    failure : float
+        Target one-step failure rate at which the capacity is read off.
+    tolerance : float
+        Retrieval tolerance relative to the patterns' norm, :math:`> 0`.
+    max_patterns : int
+        Largest number of patterns on the grid.
+    trials : int
+        Independent pattern draws per dimension.
+    probes : int
+        Patterns probed per trial.
+    seed : int
+        Base seed (one seed per dimension is derived from it).
+    device : str or torch.device, optional
+        Device of the returned tensor (default: CPU).
     """
     d, seed = check.int_array("d", d, minimum=2), check.seed("seed", seed)
     grid = _doubling_grid(max_patterns, start=2)
@@ -543,7 +910,20 @@ def layer_energy(x, patterns) -> torch.Tensor:
 
 def nearest_neighbour_energy(x, patterns) -> torch.Tensor:
     r""":math:`g(x) = \min_i \|x - \rho_i\|^2`, the squared distance to the nearest stored pattern;
-    :math:`g - \log N \le E \le g` (Proposition 1 of [NBDH24])."""
+    :math:`g - \log N \le E \le g` (Proposition 1 of [NBDH24]).
+
+    Parameters
+    ----------
+    x : array or tensor, shape ``(..., Q, n)`` or ``(n,)``
+        Points at which to evaluate :math:`g`.
+    patterns : array or tensor, shape ``(..., N, n)``
+        The stored patterns :math:`\rho_i`.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(..., Q)``
+        :math:`g(x)` per point.
+    """
     return _squared_distances(x, patterns).amin(-1)
 
 
@@ -551,7 +931,20 @@ def layer_update(x, patterns) -> torch.Tensor:
     r"""One majorization-minimization step on :func:`layer_energy`:
     :math:`x \leftarrow \sum_i p_i(x)\,\rho_i` with :math:`p(x) = \mathrm{softmax}_i(-\|x - \rho_i\|^2)`,
     the minimiser of :func:`layer_majorizer` anchored at ``x`` (an attention step over the stored
-    patterns). Never increases :func:`layer_energy`."""
+    patterns). Never increases :func:`layer_energy`.
+
+    Parameters
+    ----------
+    x : array or tensor, shape ``(..., Q, n)`` or ``(n,)``
+        The points to update.
+    patterns : array or tensor, shape ``(..., N, n)``
+        The stored patterns :math:`\rho_i`.
+
+    Returns
+    -------
+    torch.Tensor, the shape of ``x``
+        The updated points.
+    """
     patterns = _tensor("patterns", patterns, min_dim=2)
     weights = torch.softmax(-_squared_distances(x, patterns), dim=-1)
     return weights @ patterns
@@ -565,6 +958,20 @@ def layer_majorizer(x, anchor, patterns) -> torch.Tensor:
 
     a quadratic whose minimiser is :func:`layer_update` of ``anchor``. ``x`` and ``anchor`` have the
     same shape.
+
+    Parameters
+    ----------
+    x : array or tensor, shape ``(..., Q, n)`` or ``(n,)``
+        Points at which to evaluate :math:`Q(x \mid a)`.
+    anchor : array or tensor, the shape of ``x``
+        The anchor points :math:`a`.
+    patterns : array or tensor, shape ``(..., N, n)``
+        The stored patterns :math:`\rho_i`.
+
+    Returns
+    -------
+    torch.Tensor, shape ``(..., Q)``
+        :math:`Q(x \mid a)` per point.
     """
     x, anchor = _tensor("x", x, min_dim=1), _tensor("anchor", anchor, min_dim=1)
     if x.shape != anchor.shape:
