@@ -56,6 +56,17 @@ def visits_map(n, lr: float, M: int, *, form: str = "paper") -> np.ndarray:
     the result has the same shape. :math:`F` grows like :math:`\log n` once :math:`e^q \gg M`.
     ``form="symmetric"`` iterates the margin with step :math:`\gamma M/(M-1)` and returns
     :math:`(M-1)/M` of it (see the module's notes).
+
+    Parameters
+    ----------
+    n : array of int
+        Visit counts, non-negative integers, any shape.
+    lr : float
+        Step size :math:`\gamma > 0`.
+    M : int
+        Number of classes, :math:`\ge 2`.
+    form : {"paper", "symmetric"}
+        The map of the module's notes (see :func:`minibatch_q`).
     """
     check.choice("form", form, FORMS)
     n = np.asarray(n)
@@ -117,6 +128,19 @@ def population_q(probs, lr: float, M: int, steps: int, *, form: str = "paper") -
 
     For small :math:`\gamma t` this gives :math:`q_t(x) \approx \gamma t (M-1)/M \cdot p(x)`,
     the scheme :math:`q \propto p` of chapter 2. Returns shape ``(steps + 1, N)``.
+
+    Parameters
+    ----------
+    probs : array, shape ``(N,)``
+        The token probabilities :math:`p(x)`, non-negative.
+    lr : float or array
+        Step size :math:`\gamma`, constant or one per step, :math:`> 0`.
+    M : int
+        Number of classes, :math:`\ge 2`.
+    steps : int
+        Number of steps, :math:`\ge 1`.
+    form : {"paper", "symmetric"}
+        The map of the module's notes (see :func:`minibatch_q`).
     """
     probs = check.real_array("probs", probs)
     if probs.ndim != 1 or probs.min() < 0:

@@ -81,6 +81,20 @@ def excess_error_exponential(N: int, alpha: float, T) -> np.ndarray:
     order :math:`\max_x T p(x)^2 e^{-Tp(x)}` (small once every token with a non-negligible share of the
     unseen mass has :math:`p(x) \ll 1`). It is the form that turns sums into the integral behind
     :func:`excess_error_law`.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size of the Zipf law :math:`p(x) \propto x^{-\alpha}`, :math:`x = 1, \dots, N`.
+    alpha : float
+        Zipf exponent.
+    T : int or array of int
+        Number(s) of samples, :math:`\ge 0`.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per ``T``.
     """
     p = zipf.zipf_probs(N, alpha)
     T = check.int_array("T", T, minimum=0).astype(np.float64)
@@ -90,19 +104,39 @@ def excess_error_exponential(N: int, alpha: float, T) -> np.ndarray:
 def excess_error_law(alpha: float, T) -> np.ndarray:
     r"""Asymptotic excess error for ``N = inf`` and ``alpha > 1``:
     :math:`\frac{\Gamma(1-1/\alpha)}{\alpha\,\zeta(\alpha)^{1/\alpha}}\,T^{-(1-1/\alpha)}`
-    (the unseen-mass law of chapter 1, :func:`assocmem.zipf.expected_unseen_mass_law`)."""
+    (the unseen-mass law of chapter 1, :func:`assocmem.zipf.expected_unseen_mass_law`).
+
+    Parameters
+    ----------
+    alpha : float
+        Zipf exponent, :math:`> 1`.
+    T : int or array
+        Number(s) of samples.
+    """
     return zipf.expected_unseen_mass_law(alpha, T)
 
 
 def sample_exponent(alpha: float) -> float:
-    r"""Exponent of the data term, :math:`-(1 - 1/\alpha)` (``alpha > 1``): ``-0.5`` at ``alpha = 2``."""
+    r"""Exponent of the data term, :math:`-(1 - 1/\alpha)` (``alpha > 1``): ``-0.5`` at ``alpha = 2``.
+
+    Parameters
+    ----------
+    alpha : float
+        Zipf exponent, :math:`> 1`.
+    """
     alpha = check.real("alpha", alpha, low=1.0, low_open=True)
     return -(1.0 - 1.0 / alpha)
 
 
 def threshold_exponent(alpha: float) -> float:
     r"""Exponent of the memory term of thresholding, :math:`-(\alpha - 1)` (``alpha > 1``): the tail
-    :math:`p(x > P) \asymp P^{1-\alpha}` with ``P`` proportional to ``d``."""
+    :math:`p(x > P) \asymp P^{1-\alpha}` with ``P`` proportional to ``d``.
+
+    Parameters
+    ----------
+    alpha : float
+        Zipf exponent, :math:`> 1`.
+    """
     alpha = check.real("alpha", alpha, low=1.0, low_open=True)
     return -(alpha - 1.0)
 
@@ -122,6 +156,20 @@ def threshold_lost_mass(N: int, alpha: float, d, T, *, ratio: float = 12.0) -> n
     stored is still recalled by chance about ``1/M`` of the time (its scores are symmetric noise), so
     the predicted error is :math:`(1 - 1/M)\,L` plus the interference among stored tokens, which is
     small when ``ratio`` is large enough (chapter 2).
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size of the Zipf law.
+    alpha : float
+        Zipf exponent.
+    d : int or array of int
+        Embedding dimension(s).
+    T : int or array of int
+        Number(s) of samples, :math:`\ge 0`.
+    ratio : float
+        Dimensions per stored token, :math:`> 0`: the memory keeps
+        :math:`P = \min(\lfloor d/\text{ratio} \rfloor, N)` tokens.
 
     Returns
     -------
@@ -146,6 +194,17 @@ def threshold_error_law(alpha: float, d, T, *, ratio: float = 12.0) -> np.ndarra
     :math:`P = d/\text{ratio}`, not rounded, and :func:`excess_error_law`); the second over-counts the
     unseen tokens beyond ``P``, which is negligible once both terms are small. It is the law behind
     :func:`threshold_lost_mass`.
+
+    Parameters
+    ----------
+    alpha : float
+        Zipf exponent, :math:`> 1`.
+    d : int or array of int
+        Embedding dimension(s).
+    T : int or array
+        Number(s) of samples.
+    ratio : float
+        Dimensions per stored token, :math:`> 0` (:math:`P = d/\text{ratio}`).
     """
     alpha = check.real("alpha", alpha, low=1.0, low_open=True)
     ratio = check.real("ratio", ratio, low=0.0, low_open=True)
@@ -166,6 +225,22 @@ def overflow_dimension(N: int, alpha: float, T, *, capacity: float) -> np.ndarra
     newcomers are rare and the damage wins, so more data makes the memory worse; at ``alpha = 0.5`` they
     carry as much mass as the stored tokens and the error only saturates. Chapter 3 measures :math:`c`
     (of order one) at ``N = 100``, ``alpha = 1``, ``M = 5``.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size of the Zipf law.
+    alpha : float
+        Zipf exponent.
+    T : int or array of int
+        Number(s) of samples.
+    capacity : float
+        Associations stored per dimension, :math:`c > 0`.
+
+    Returns
+    -------
+    numpy.ndarray
+        :math:`d^*(T)`, one value per ``T``.
     """
     capacity = check.real("capacity", capacity, low=0.0, low_open=True)
     return zipf.expected_distinct(N, alpha, T) / capacity

@@ -46,7 +46,13 @@ R20_CAPACITY_EXAMPLES = {(1.0, 3.0, 20, 0.001): 3.1546, (1.0, 1.0, 75, 0.001): 1
 
 
 def classical_capacity(d) -> np.ndarray:
-    r"""Capacity :math:`K \approx 0.138\,d` of the classical Hopfield network (small errors allowed)."""
+    r"""Capacity :math:`K \approx 0.138\,d` of the classical Hopfield network (small errors allowed).
+
+    Parameters
+    ----------
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    """
     return CLASSICAL_CAPACITY_RATIO * _dimensions(d)
 
 
@@ -60,6 +66,13 @@ def replica_overlap(load, *, iterations: int = 5000) -> np.ndarray:
 
     The fraction of wrong bits is :math:`(1-m)/2`: about 1.2% just below
     :math:`\alpha_c \approx 0.138`, where the retrieval state disappears (:math:`m = 0` above).
+
+    Parameters
+    ----------
+    load : float or array
+        Load(s) :math:`\alpha = K/d`, :math:`> 0`.
+    iterations : int
+        Fixed-point iterations, :math:`\ge 1`.
     """
     load = check.positive_array("load", load)
     iterations = check.positive_int("iterations", iterations)
@@ -78,20 +91,40 @@ def error_free_capacity(d) -> np.ndarray:
     pattern: the number of stored patterns up to which each one keeps all its ``d`` bits under an
     update (is an exact fixed point) with high probability, from :math:`d\,e^{-d/2K} \ll 1`.
     Requiring every bit of *every* pattern at once, a union bound over all :math:`Kd` bits, gives
-    :math:`d/(4 \ln d)` instead (chapter 5)."""
+    :math:`d/(4 \ln d)` instead (chapter 5).
+
+    Parameters
+    ----------
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 2`.
+    """
     d = _dimensions(d, minimum=2)
     return d / (2.0 * np.log(d))
 
 
 def double_factorial(n: int) -> int:
-    r""":math:`n!! = n (n-2) (n-4) \cdots`, with :math:`(-1)!! = 0!! = 1`."""
+    r""":math:`n!! = n (n-2) (n-4) \cdots`, with :math:`(-1)!! = 0!! = 1`.
+
+    Parameters
+    ----------
+    n : int
+        An integer :math:`\ge -1`.
+    """
     n = check.positive_int("n", n, minimum=-1)
     check.budget("n", work=float(n) ** 2, formula="n**2 digit operations of the big-integer product")
     return math.prod(range(n, 0, -2)) if n > 0 else 1
 
 
 def dense_capacity_scale(d, a: int) -> np.ndarray:
-    r"""Capacity scale :math:`d^{a-1}` of the dense associative memory with :math:`F(x) = x^a` [KH16]."""
+    r"""Capacity scale :math:`d^{a-1}` of the dense associative memory with :math:`F(x) = x^a` [KH16].
+
+    Parameters
+    ----------
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    a : int
+        Power of :math:`F(x) = x^a`, an integer :math:`\ge 2`.
+    """
     a = check.positive_int("a", a, minimum=2)
     return _in_range(np.exp((a - 1) * np.log(_dimensions(d))), "a, d")
 
@@ -102,6 +135,13 @@ def dense_error_free_capacity(d, a: int) -> np.ndarray:
     .. math:: K \approx \frac{d^{a-1}}{2\,(2a-3)!!\,\ln d},
 
     which is :math:`d/(2 \ln d)` for :math:`a = 2`, the classical network.
+
+    Parameters
+    ----------
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 2`.
+    a : int
+        Power of :math:`F(x) = x^a`, an integer :math:`\ge 2`.
     """
     a = check.positive_int("a", a, minimum=2)
     d = _dimensions(d, minimum=2)
@@ -117,6 +157,15 @@ def dense_bit_error(K, d, a: int) -> np.ndarray:
     Gaussian,
 
     .. math:: P(\text{bit flips}) \approx \Phi\!\left(-\sqrt{\frac{d^{a-1}}{(2a-3)!!\,K}}\right).
+
+    Parameters
+    ----------
+    K : float or array
+        Number(s) of stored patterns, :math:`> 0`.
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    a : int
+        Power of :math:`F(x) = x^a`, an integer :math:`\ge 2`.
     """
     a = check.positive_int("a", a, minimum=2)
     K = check.real_array("K", K)
@@ -133,6 +182,15 @@ def dense_capacity_at_error(d, a: int, error: float) -> np.ndarray:
               \qquad z_\varepsilon = \Phi^{-1}(1-\varepsilon).
 
     For :math:`a = 2` and :math:`\varepsilon \approx 0.0036` this is :math:`0.138\,d`.
+
+    Parameters
+    ----------
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    a : int
+        Power of :math:`F(x) = x^a`, an integer :math:`\ge 2`.
+    error : float
+        Target bit error :math:`\varepsilon`, in :math:`(0, 0.5)`.
     """
     a = check.positive_int("a", a, minimum=2)
     error = check.real("error", error, low=0.0, high=0.5, low_open=True, high_open=True)
@@ -148,6 +206,15 @@ def modern_energy_offset(N: int, M: float, beta: float) -> float:
               + \beta^{-1}\log N + \tfrac12 M^2, \qquad M = \max_i \|x_i\|,
 
     chosen so that :math:`E \ge 0` everywhere.
+
+    Parameters
+    ----------
+    N : int
+        Number of stored patterns, :math:`\ge 1`.
+    M : float
+        Largest pattern norm :math:`M \ge 0`.
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
     """
     N = check.positive_int("N", N)
     M = check.real("M", M, low=0.0)
@@ -160,6 +227,16 @@ def modern_energy_bounds(M: float) -> tuple[float, float]:
 
     The lower bound holds everywhere: :math:`E \ge \tfrac12(\|\xi\| - M)^2`; the upper bound uses
     :math:`\mathrm{lse} \ge \log N + \beta\,\overline{x^\top\xi}` and :math:`|x_i^\top\xi| \le M^2`.
+
+    Parameters
+    ----------
+    M : float
+        Largest pattern norm :math:`M \ge 0`.
+
+    Returns
+    -------
+    tuple of float
+        ``(0, 2 M**2)``.
     """
     M = check.real("M", M, low=0.0)
     return 0.0, 2.0 * M**2
@@ -178,6 +255,17 @@ def modern_capacity_scale(d, *, beta: float = 1.0, K: float = 1.0, tolerance: fl
     .. math:: N \approx \text{tolerance} \cdot e^{\kappa} / \mathbb{E}\,e^{\kappa\cos},
 
     exponential in :math:`d`.
+
+    Parameters
+    ----------
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 2`.
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
+    K : float
+        Radius factor :math:`K > 0`.
+    tolerance : float
+        Relative retrieval error allowed, :math:`> 0`.
     """
     d = _dimensions(d, minimum=2)
     beta = check.real("beta", beta, low=0.0, low_open=True)
@@ -201,6 +289,17 @@ def modern_capacity_constant(beta: float, K: float, d: int, p: float) -> float:
     with :math:`W_0` the upper branch of the Lambert W function. For :math:`\beta = 1, K = 3, d = 20,
     p = 0.001` it gives :math:`c = 3.1546`; for :math:`\beta = 1, K = 1, d = 75` it gives
     :math:`c = 1.3718`.
+
+    Parameters
+    ----------
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
+    K : float
+        Radius factor :math:`K > 0` (patterns of norm :math:`K\sqrt{d-1}`).
+    d : int
+        Dimension, :math:`\ge 2`.
+    p : float
+        Failure probability, in :math:`(0, 1]`.
     """
     beta = check.real("beta", beta, low=0.0, low_open=True)
     K = check.real("K", K, low=0.0, low_open=True)
@@ -219,6 +318,17 @@ def modern_capacity_lower_bound(beta: float, K: float, d: int, p: float) -> floa
     random patterns on the sphere of radius :math:`K\sqrt{d-1}` are stored and retrieved in one
     update (:math:`c` from :func:`modern_capacity_constant`); exponential in :math:`d`. The theorem
     asks for :math:`c \ge (2/\sqrt p)^{4/(d-1)}`; a ``ValueError`` says when that fails.
+
+    Parameters
+    ----------
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
+    K : float
+        Radius factor :math:`K > 0` (patterns of norm :math:`K\sqrt{d-1}`).
+    d : int
+        Dimension, :math:`\ge 2`.
+    p : float
+        Failure probability, in :math:`(0, 1]`.
     """
     c = modern_capacity_constant(beta, K, d, p)
     if c < (2.0 / math.sqrt(p)) ** (4.0 / (d - 1)):
@@ -236,6 +346,19 @@ def retrieval_error_bound(N: int, M: float, beta: float, separation, distance) -
     where the theorem takes :math:`r = \max\{\|\xi - x_i\|, \|x_i^* - x_i\|\}`. The proof only uses
     :math:`(x_i - x_j)^\top \xi \ge \Delta_i - 2M\|\xi - x_i\|`, so :math:`r = \|\xi - x_i\|` already
     gives a valid (tighter) bound; pass ``distance`` accordingly.
+
+    Parameters
+    ----------
+    N : int
+        Number of stored patterns, :math:`\ge 1`.
+    M : float
+        Largest pattern norm :math:`M \ge 0`.
+    beta : float
+        Inverse temperature :math:`\beta > 0`.
+    separation : float or array
+        Separation(s) :math:`\Delta_i` of the target pattern(s).
+    distance : float or array
+        Distance(s) :math:`r \ge 0` of the query from the pattern; broadcasts with ``separation``.
     """
     N = check.positive_int("N", N)
     M = check.real("M", M, low=0.0)
@@ -257,6 +380,13 @@ def cap_probability(eta, d) -> np.ndarray:
     with :math:`I` the regularised incomplete beta function. In the thresholded memory of the talk an
     association interferes with a query only through such a cap, so :math:`1/P` sets a capacity scale
     exponential in :math:`d`.
+
+    Parameters
+    ----------
+    eta : float or array
+        Cosine threshold(s) :math:`\eta \in [0, 1)`.
+    d : int or array of int
+        Dimension(s), integers :math:`\ge 2`.
     """
     eta = check.real_array("eta", eta)
     if np.any((eta < 0) | (eta >= 1)):
@@ -271,6 +401,13 @@ def nearest_neighbour_bounds(g, N: int) -> tuple[np.ndarray, np.ndarray]:
     .. math:: g(x) - \log N \le E(x) = -\log\sum_i e^{-\|x-\rho_i\|^2} \le g(x).
 
     Returns ``(lower, upper)``.
+
+    Parameters
+    ----------
+    g : float or array
+        Squared distance(s) :math:`g(x)` to the nearest pattern.
+    N : int
+        Number of patterns, :math:`\ge 1`.
     """
     N = check.positive_int("N", N)
     g = check.real_array("g", g)
@@ -285,6 +422,11 @@ def mchn_link_gap(norms) -> float:
               \le E(x) \le 2E^{\mathrm{MCHN}}_{\beta=2}(x) - \log N,
 
     with equality for patterns of equal norm. Returns the gap :math:`\max\|\rho\|^2 - \min\|\rho\|^2`.
+
+    Parameters
+    ----------
+    norms : array
+        The pattern norms :math:`\|\rho_i\|`, non-empty and non-negative.
     """
     norms = check.real_array("norms", norms)
     if norms.size == 0 or np.any(norms < 0):
@@ -299,6 +441,13 @@ def global_energy_bounds(min_energy, layers: int) -> tuple[np.ndarray, np.ndarra
     .. math:: \min_t E_t - \log l \le E_{\mathrm{global}} \le \min_t E_t,
 
     strict on the right as soon as :math:`l \ge 2`. Returns ``(lower, upper)``.
+
+    Parameters
+    ----------
+    min_energy : float or array
+        :math:`\min_t E_t`, the smallest layer energy.
+    layers : int
+        Number of layers :math:`l \ge 1`.
     """
     layers = check.positive_int("layers", layers)
     min_energy = check.real_array("min_energy", min_energy)

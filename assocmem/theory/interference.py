@@ -39,6 +39,20 @@ def scheme_exponent(scheme: str, alpha: float, rho: float = 1.0) -> float:
 
     Why: token :math:`x` is lost when :math:`d\,q(x)^2 \lesssim \|q\|^2`; for :math:`q = p^\rho` that is
     :math:`x \gtrsim d^{1/(2\rho\alpha)}`, whose Zipf tail mass is :math:`d^{-(\alpha-1)/(2\rho\alpha)}`.
+
+    Parameters
+    ----------
+    scheme : {"uniform", "power", "threshold"}
+        The weighting scheme :math:`q`.
+    alpha : float
+        Zipf exponent, :math:`> 1`.
+    rho : float
+        Power :math:`\rho > 0` of the ``"power"`` scheme (ignored by the others).
+
+    Returns
+    -------
+    float
+        The exponent :math:`\gamma \le 0`.
     """
     scheme = check.choice("scheme", scheme, SCHEMES)
     alpha = check.real("alpha", alpha, low=1.0, low_open=True)
@@ -56,6 +70,22 @@ def threshold_rule_error(q, p, d_grid, c: float = 1.0) -> np.ndarray:
     ``q`` is ``(N,)`` or ``(len(d_grid), N)`` (one weight vector per ``d``). It is the heuristic
     behind the exponents: a token is recalled when its signal :math:`q(x)` beats interference of
     standard deviation :math:`\|q\|/\sqrt{d}`.
+
+    Parameters
+    ----------
+    q : array, shape ``(N,)`` or ``(len(d_grid), N)``
+        The association weights :math:`q(x)` (one vector for every ``d``, or one per ``d``).
+    p : array, shape ``(N,)``
+        The token probabilities :math:`p(x)`.
+    d_grid : int or array of int
+        Embedding dimensions.
+    c : float
+        Constant :math:`c > 0` of the rule.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(len(d_grid),)``
+        The lost mass per ``d``.
     """
     p, d_grid = _probabilities(p), _grid(d_grid)
     q = _weights_per_d(q, p.size, d_grid.size)
@@ -85,6 +115,21 @@ def score_moments(q, labels, d: int, M: int | None = None, *, kind: str = "gauss
     :math:`u_y^\top u_k \neq 0`. All scores of one token are uncorrelated (every cross moment is odd in
     some embedding). Returns ``(mean, var_true, var_wrong)`` of shapes ``(N,)``, ``(N,)``, ``(N, M)``
     (``var_wrong[r, f*(r)]`` is 0 and unused).
+
+    Parameters
+    ----------
+    q : array, shape ``(N,)``
+        The association weights :math:`q(x)`, finite.
+    labels : array of int, shape ``(N,)``
+        The classes :math:`f^*(x)`, integers in :math:`[0, M-1]`.
+    d : int
+        Embedding dimension, :math:`\ge 1`.
+    M : int, optional
+        Number of classes (default ``max(labels) + 1``).
+    kind : {"gaussian", "sphere"}
+        Law of the embeddings: :math:`\mathcal N(0, I/d)` or uniform on the unit sphere.
+    output_norm : float
+        :math:`n_u \ge 0`, the squared norm of the true class's output embedding.
     """
     d = check.positive_int("d", d)
     kind = check.choice("kind", kind, ("gaussian", "sphere"))
@@ -125,6 +170,28 @@ def predicted_error(q, p, labels, d_grid, M: int | None = None, *, kind: str = "
     A tie (e.g. all scores 0) counts as an error, as in :func:`assocmem.memory.population_error`.
     ``q`` is ``(N,)`` or ``(len(d_grid), N)``. No embedding is drawn; chapter 2 compares it with
     simulation across ``d``, ``alpha`` and schemes.
+
+    Parameters
+    ----------
+    q : array, shape ``(N,)`` or ``(len(d_grid), N)``
+        The association weights :math:`q(x)` (one vector for every ``d``, or one per ``d``).
+    p : array, shape ``(N,)``
+        The token probabilities :math:`p(x)`.
+    labels : array of int, shape ``(N,)``
+        The classes :math:`f^*(x)`, integers in :math:`[0, M-1]`.
+    d_grid : int or array of int
+        Embedding dimensions.
+    M : int, optional
+        Number of classes (default ``max(labels) + 1``).
+    kind : {"gaussian", "sphere"}
+        Law of the embeddings: :math:`\mathcal N(0, I/d)` or uniform on the unit sphere.
+    norm_nodes : int
+        Gauss-Laguerre nodes for the average over :math:`n_u` (Gaussian embeddings), :math:`\ge 1`.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(len(d_grid),)``
+        :math:`\mathcal E` per ``d``.
     """
     p, d_grid = _probabilities(p), _grid(d_grid)
     q = _weights_per_d(q, p.size, d_grid.size)
@@ -135,7 +202,23 @@ def predicted_error(q, p, labels, d_grid, M: int | None = None, *, kind: str = "
 def token_error_probability(q, labels, d: int, M: int | None = None, *, kind: str = "gaussian",
                             norm_nodes: int = 8) -> np.ndarray:
     r"""Per-token probability of a wrong recall at dimension ``d`` in the Gaussian model of
-    :func:`predicted_error` (shape ``(N,)``); :func:`predicted_error` is its ``p``-weighted sum."""
+    :func:`predicted_error` (shape ``(N,)``); :func:`predicted_error` is its ``p``-weighted sum.
+
+    Parameters
+    ----------
+    q : array, shape ``(N,)``
+        The association weights :math:`q(x)`.
+    labels : array of int, shape ``(N,)``
+        The classes :math:`f^*(x)`, integers in :math:`[0, M-1]`.
+    d : int
+        Embedding dimension, :math:`\ge 1`.
+    M : int, optional
+        Number of classes (default ``max(labels) + 1``).
+    kind : {"gaussian", "sphere"}
+        Law of the embeddings: :math:`\mathcal N(0, I/d)` or uniform on the unit sphere.
+    norm_nodes : int
+        Gauss-Laguerre nodes for the average over :math:`n_u` (Gaussian embeddings), :math:`\ge 1`.
+    """
     labels = check.int_array("labels", labels, minimum=0)
     norm_nodes = check.positive_int("norm_nodes", norm_nodes)
     correct = 0.0

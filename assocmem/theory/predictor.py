@@ -117,7 +117,18 @@ class Prediction:
     trials: int
 
     def inside(self, measured) -> np.ndarray:
-        """Whether each measured mean error (shape ``(G,)``) lies in the band."""
+        """Whether each measured mean error (shape ``(G,)``) lies in the band.
+
+        Parameters
+        ----------
+        measured : array, shape ``(G,)``
+            Measured mean errors over ``trials`` runs, one per ``d``.
+
+        Returns
+        -------
+        numpy.ndarray of bool, shape ``(G,)``
+            ``low <= measured <= high`` per ``d``.
+        """
         measured = np.asarray(measured, dtype=np.float64)
         return (measured >= self.low) & (measured <= self.high)
 

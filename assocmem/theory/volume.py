@@ -38,6 +38,13 @@ def log_ball_volume(n, r) -> np.ndarray:
     :math:`\log V_n(r) = \tfrac{n}{2}\log\pi + n\log r - \log\Gamma(1 + n/2)`.
 
     ``n`` (integers >= 1) and ``r`` (> 0) broadcast against each other.
+
+    Parameters
+    ----------
+    n : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    r : float or array
+        Radius (radii), :math:`> 0`; broadcasts against ``n``.
     """
     n = _dimensions(n)
     r = check.positive_array("r", r)
@@ -50,6 +57,13 @@ def log_lower_gamma_regularized(a, x) -> np.ndarray:
     Uses the series :math:`P(a, x) = \frac{x^a e^{-x}}{\Gamma(a+1)} \sum_{k \ge 0}
     \frac{x^k}{(a+1)\cdots(a+k)}`, summed in log space, where it converges fast (:math:`x < a + 1`),
     and ``log(scipy.special.gammainc)`` elsewhere (there :math:`P` is not small, so nothing underflows).
+
+    Parameters
+    ----------
+    a : float or array
+        Shape parameter(s), :math:`> 0`.
+    x : float or array
+        Upper limit(s) of the integral, :math:`> 0`; broadcasts against ``a``.
     """
     a = check.positive_array("a", a)
     x = check.positive_array("x", x)
@@ -75,6 +89,13 @@ def log_ball_gaussian_integral(n, r) -> np.ndarray:
 
     The radial integral :math:`S_{n-1}\int_0^r s^{n-1}e^{-s^2}ds` with :math:`u = s^2` is
     :math:`\pi^{n/2}\gamma(n/2, r^2)/\Gamma(n/2)`. Always below :math:`\log V_n(r)`.
+
+    Parameters
+    ----------
+    n : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    r : float or array
+        Radius (radii), :math:`> 0`; broadcasts against ``n``.
     """
     n = _dimensions(n)
     r = check.positive_array("r", r)
@@ -83,12 +104,24 @@ def log_ball_gaussian_integral(n, r) -> np.ndarray:
 
 def theory_radius(n) -> np.ndarray:
     r"""The radius the argument uses, :math:`r = \sqrt{n / 2\pi e}` (where
-    :math:`V_n(r) \approx 1/\sqrt{\pi n}` by Stirling)."""
+    :math:`V_n(r) \approx 1/\sqrt{\pi n}` by Stirling).
+
+    Parameters
+    ----------
+    n : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    """
     return np.sqrt(_dimensions(n) / (2.0 * np.pi * np.e))
 
 
 def loss_from_partition(Z) -> np.ndarray:
-    r"""The cross-entropy the argument predicts, :math:`L \approx \log Z + 1/Z`; minimal (= 1) at Z = 1."""
+    r"""The cross-entropy the argument predicts, :math:`L \approx \log Z + 1/Z`; minimal (= 1) at Z = 1.
+
+    Parameters
+    ----------
+    Z : float or array
+        Partition function(s), :math:`> 0`.
+    """
     Z = check.positive_array("Z", Z)
     return np.log(Z) + 1.0 / Z
 
@@ -117,6 +150,15 @@ def patterns_at_unit_partition(n, r=None, *, exact: bool = True) -> np.ndarray:
     :math:`\log n_p \approx \tfrac12\log(\pi n)` at the default radius); with ``exact=True`` it is the
     exact ball integral :math:`\pi^{n/2}P(n/2, r^2)`. ``r`` defaults to :func:`theory_radius`. The
     result is a natural log because the exact count overflows float64 for large ``n``.
+
+    Parameters
+    ----------
+    n : int or array of int
+        Dimension(s), integers :math:`\ge 1`.
+    r : float or array, optional
+        Radius (radii), :math:`> 0` (default :func:`theory_radius` of ``n``).
+    exact : bool
+        Use the exact ball integral (``True``) or the volume bound :math:`V_n(r)` (``False``).
     """
     radius = theory_radius(n) if r is None else r
     integral = log_ball_gaussian_integral(n, radius) if exact else log_ball_volume(n, radius)
