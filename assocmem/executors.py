@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import importlib
 import itertools
+import logging
 import multiprocessing
 import os
 import signal
@@ -167,6 +168,7 @@ class DaskExecutor:
         except ImportError as error:
             raise ImportError("the dask executor needs the optional extra: pip install 'assocmem[dask]'") from error
         with contextlib.ExitStack() as stack:
+            stack.callback(_restore_levels, {name: logging.getLogger(name).level for name in _LOOP_LOGGERS})
             if self.scheduler:
                 client = stack.enter_context(Client(self.scheduler))
                 window = max(2 * sum(client.nthreads().values()), len(first))
@@ -190,11 +192,21 @@ class DaskExecutor:
             except GeneratorExit:
                 raise
             except BaseException:  # hand over what has finished before cancelling the rest
+                for name in _LOOP_LOGGERS:  # the cluster is torn down mid-flight: its shutdown noise is expected
+                    logging.getLogger(name).setLevel(logging.CRITICAL)
                 for future in [f for f in futures if f.status == "finished"]:
                     yield futures.pop(future), future.result()
                 raise
             finally:
                 client.cancel(list(futures))
+
+
+_LOOP_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
+def _restore_levels(levels: dict) -> None:
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def make_executor(executor="serial", **options):
