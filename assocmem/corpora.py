@@ -53,7 +53,13 @@ class Corpus:
         return len(self.vocabulary)
 
     def decode(self, tokens) -> str:
-        """The text of a token sequence (characters joined; words joined by spaces)."""
+        """The text of a token sequence (characters joined; words joined by spaces).
+
+        Parameters
+        ----------
+        tokens : array of int
+            Vocabulary indices, any shape (read in row-major order).
+        """
         parts = [self.vocabulary[int(t)] for t in np.asarray(tokens).ravel()]
         separator = "" if all(len(p) <= 1 for p in self.vocabulary) else " "
         return separator.join(parts)
@@ -154,11 +160,23 @@ class Grammar:
         return tuple(words + [self.question_marker, self.end_marker])
 
     def derivation_entropy(self, symbol: str | None = None) -> float:
-        """:math:`H(A)` in nats for the nonterminal ``symbol`` (default: the start symbol)."""
+        """:math:`H(A)` in nats for the nonterminal ``symbol`` (default: the start symbol).
+
+        Parameters
+        ----------
+        symbol : str, optional
+            A nonterminal of ``rules`` (a terminal has entropy 0).
+        """
         return self._entropy_and_length(symbol or self.start, {})[0]
 
     def expected_length(self, symbol: str | None = None) -> float:
-        """Expected number of words derived from ``symbol`` (default: a declarative)."""
+        """Expected number of words derived from ``symbol`` (default: a declarative).
+
+        Parameters
+        ----------
+        symbol : str, optional
+            A symbol of the grammar (a terminal derives one word).
+        """
         return self._entropy_and_length(symbol or self.start, {})[1]
 
     def _entropy_and_length(self, symbol: str, memo: dict) -> tuple[float, float]:
@@ -178,7 +196,13 @@ class Grammar:
         return self.derivation_entropy() / (2.0 * self.expected_length() + 2.0)
 
     def sample_example(self, rng: np.random.Generator) -> list[str]:
-        """One example: a declarative, the question marker, its question, the end marker."""
+        """One example: a declarative, the question marker, its question, the end marker.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of the uniforms that choose each expansion.
+        """
         uniforms = (rng.random() for _ in itertools.count())
         words, moved = self._expand(self.start, uniforms, inside_moved=False)
         pairs = list(zip(words, moved, strict=True))
@@ -199,7 +223,15 @@ class Grammar:
         return words, moved
 
     def sample_stream(self, n_tokens: int, seed: int) -> np.ndarray:
-        """At least ``n_tokens`` tokens of i.i.d. examples (whole examples), as vocabulary indices."""
+        """At least ``n_tokens`` tokens of i.i.d. examples (whole examples), as vocabulary indices.
+
+        Parameters
+        ----------
+        n_tokens : int
+            Minimum number of tokens, :math:`\\ge 1`; whole examples are drawn until it is reached.
+        seed : int
+            Seed of the draw, non-negative.
+        """
         n_tokens = check.positive_int("n_tokens", n_tokens)
         rng = np.random.default_rng(check.seed("seed", seed))
         index = {w: i for i, w in enumerate(self.vocabulary)}
@@ -237,6 +269,18 @@ def question_formation_grammar(p_relative: float = 0.25, p_prepositional: float 
     giggle* → *will the newt who can swim giggle*. Word classes are disjoint, so the grammar is
     unambiguous. ``words`` overrides word lists by class name (``DET``, ``N``, ``AUX``, ``V_I``,
     ``V_T``, ``REL``, ``P``): small lists give a grammar small enough to enumerate.
+
+    Parameters
+    ----------
+    p_relative : float
+        Probability of a relative clause on the subject, in :math:`[0, 1]`.
+    p_prepositional : float
+        Probability of a prepositional phrase on the subject, in :math:`[0, 1]`;
+        ``p_relative + p_prepositional < 1``.
+    p_transitive : float
+        Probability of a transitive verb phrase, in :math:`(0, 1)`.
+    words : dict of str to sequence of str, optional
+        Word lists replacing the default ones, by class name; classes must be non-empty and disjoint.
     """
     p_rel = check.real("p_relative", p_relative, low=0.0, high=1.0)
     p_pp = check.real("p_prepositional", p_prepositional, low=0.0, high=1.0)
@@ -269,7 +313,19 @@ def question_formation_grammar(p_relative: float = 0.25, p_prepositional: float 
 def grammar_corpus(grammar: Grammar | None = None, n_train: int = 200_000, n_validation: int = 20_000,
                    seed: int = 0) -> Corpus:
     """Token streams of i.i.d. examples from ``grammar`` (default :func:`question_formation_grammar`),
-    training and validation drawn with independent seeds; ``entropy_rate`` is exact."""
+    training and validation drawn with independent seeds; ``entropy_rate`` is exact.
+
+    Parameters
+    ----------
+    grammar : Grammar, optional
+        The grammar to sample (default :func:`question_formation_grammar`).
+    n_train : int
+        Minimum number of training tokens, :math:`\\ge 1`.
+    n_validation : int
+        Minimum number of validation tokens, :math:`\\ge 1`.
+    seed : int
+        Seed; training uses ``2 * seed`` and validation ``2 * seed + 1``.
+    """
     grammar = grammar or question_formation_grammar()
     seed = check.seed("seed", seed)
     for name, n in (("n_train", n_train), ("n_validation", n_validation)):

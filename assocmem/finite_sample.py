@@ -96,6 +96,13 @@ def empirical_power_weights(counts, rho: float) -> np.ndarray:
     :math:`\hat p(x) = n_x / \sum_{x'} n_{x'}` along the last axis of ``counts``. ``rho = 0`` stores every
     seen token with weight 1 (:func:`assocmem.memory.seen_weights`), ``rho = 1`` is what one large-batch
     gradient step stores.
+
+    Parameters
+    ----------
+    counts : array of int, shape ``(..., N)``
+        Token counts :math:`n_x`; every row needs at least one sample.
+    rho : float
+        The power :math:`\rho \ge 0`.
     """
     counts = _counts(counts)
     rho = check.real("rho", rho, low=0.0)
@@ -113,6 +120,24 @@ def count_weights(counts, scheme: str, d_grid=None, *, ratio: float = 12.0, rho:
     :math:`\lfloor d/\text{ratio} \rfloor` most frequent seen tokens for each ``d`` of ``d_grid`` and
     inserts that axis: ``counts.shape[:-1] + (len(d_grid), N)``; its ties in count follow
     ``count_ties`` and ``seed`` (:func:`assocmem.memory.top_seen_weights`).
+
+    Parameters
+    ----------
+    counts : array of int, shape ``(..., N)``
+        Token counts :math:`n_x` (e.g. from :func:`nested_counts`).
+    scheme : {"seen", "top", "empirical"}
+        ``"seen"``: weight 1 on every seen token; ``"top"``: the most frequent seen tokens;
+        ``"empirical"``: :func:`empirical_power_weights`.
+    d_grid : sequence of int, optional
+        Dimensions; required for ``"top"``.
+    ratio : float
+        Dimensions per stored token of ``"top"``, :math:`> 0`.
+    rho : float
+        Power of ``"empirical"``, :math:`\ge 0`.
+    count_ties : {"random", "index"}
+        Order of tied counts for ``"top"``.
+    seed : int
+        Seed of the random order of tied counts.
     """
     scheme = check.choice("scheme", scheme, SCHEMES)
     if scheme == "seen":
@@ -139,8 +164,12 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     weights : array, shape ``(trials, G, N)`` or ``(trials, G, len(d_grid), N)``
         ``G`` weightings per trial (one per ``T``, or per threshold ``P``), each possibly depending on
         ``d``. Trial ``k`` of every weighting is evaluated on the same embeddings.
-    p, labels, M :
-        Token probabilities, classes :math:`f^*(x)` and number of classes.
+    p : array, shape ``(N,)``
+        Token probabilities :math:`p(x)`.
+    labels : array of int, shape ``(N,)``
+        Classes :math:`f^*(x)`, integers in :math:`[0, M-1]`.
+    M : int
+        Number of classes, :math:`\ge 1`.
     d_grid : sequence of int
         Strictly increasing dimensions (nested: leading coordinates of one draw at ``max(d_grid)``).
     seed : int
@@ -149,6 +178,10 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     kind : {"gaussian", "sphere", "orthonormal"}
         Random embeddings, or the standard bases (inputs :math:`e_x`, outputs :math:`u_y`; needs
         ``min(d_grid) >= N``), the orthogonal memory of the exact identity of chapter 3.
+    dtype : torch.dtype
+        Floating dtype of the embeddings and scores.
+    device : str or torch.device
+        Where the embeddings are drawn and the scores computed.
     max_bytes : int
         Bound on the embeddings and score accumulators held at once: trials are drawn in chunks
         (same numbers). Each chunk is one :func:`assocmem.memory.population_errors` call with the
@@ -201,6 +234,39 @@ def joint_error(N: int, alpha: float, d_grid, T_grid, *, scheme: str = "top", M:
     independent stream), shared by every ``T``. ``ties`` is the rule for tied scores
     (:func:`error_grid`), ``count_ties`` the rule for tied counts of ``"top"`` (:func:`count_weights`,
     seeded by ``seed``). Returns float64 errors of shape ``(trials, len(T_grid), len(d_grid))``.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size of the Zipf law :math:`p(x) \propto x^{-\alpha}`.
+    alpha : float
+        Zipf exponent.
+    d_grid : sequence of int
+        Strictly increasing embedding dimensions.
+    T_grid : sequence of int
+        Strictly increasing sample sizes (nested draws).
+    scheme : {"seen", "top", "empirical"}
+        The count-based scheme (:func:`count_weights`).
+    M : int
+        Number of classes, :math:`\ge 1`.
+    ratio : float
+        Dimensions per stored token of ``"top"``, :math:`> 0`.
+    rho : float
+        Power of ``"empirical"``, :math:`\ge 0`.
+    trials : int
+        Independent draws of samples and embeddings, :math:`\ge 1`.
+    seed : int
+        Seed of the samples and (an independent stream) of the embeddings, non-negative.
+    kind : {"gaussian", "sphere", "orthonormal"}
+        The embeddings (see :func:`error_grid`).
+    dtype : torch.dtype
+        Floating dtype of the embeddings and scores.
+    device : str or torch.device
+        Where the scores are computed.
+    ties : {"error", "first"}
+        Rule for tied scores (:func:`error_grid`).
+    count_ties : {"random", "index"}
+        Rule for tied counts when keeping the most frequent tokens (:func:`assocmem.memory.top_seen_weights`).
     """
     ties = check.choice("ties", ties, memory.TIES)
     count_ties = check.choice("count_ties", count_ties, memory.COUNT_TIES)
@@ -218,6 +284,35 @@ def threshold_error(N: int, alpha: float, d_grid, P_grid, T: int, *, M: int = 5,
     The same ``T`` samples and embeddings serve every ``P``; returns float64 errors of shape
     ``(trials, len(P_grid), len(d_grid))``. :func:`best_threshold` reads the best ``P`` per ``d``.
     ``ties`` and ``count_ties`` as in :func:`joint_error`.
+
+    Parameters
+    ----------
+    N : int
+        Vocabulary size of the Zipf law :math:`p(x) \propto x^{-\alpha}`.
+    alpha : float
+        Zipf exponent.
+    d_grid : sequence of int
+        Strictly increasing embedding dimensions.
+    P_grid : sequence of int
+        Strictly increasing thresholds :math:`P \ge 0` (numbers of tokens kept).
+    T : int
+        Number of samples, :math:`\ge 1`.
+    M : int
+        Number of classes, :math:`\ge 1`.
+    trials : int
+        Independent draws of samples and embeddings, :math:`\ge 1`.
+    seed : int
+        Seed of the samples and (an independent stream) of the embeddings, non-negative.
+    kind : {"gaussian", "sphere", "orthonormal"}
+        The embeddings (see :func:`error_grid`).
+    dtype : torch.dtype
+        Floating dtype of the embeddings and scores.
+    device : str or torch.device
+        Where the scores are computed.
+    ties : {"error", "first"}
+        Rule for tied scores (:func:`error_grid`).
+    count_ties : {"random", "index"}
+        Rule for tied counts when keeping the most frequent tokens (:func:`assocmem.memory.top_seen_weights`).
     """
     ties = check.choice("ties", ties, memory.TIES)
     counts = nested_counts(N, alpha, [check.positive_int("T", T)], trials=trials, seed=seed)[:, 0]
@@ -232,6 +327,13 @@ def best_threshold(errors, P_grid) -> np.ndarray:
 
     ``errors`` as returned by :func:`threshold_error`, shape ``(trials, len(P_grid), len(d_grid))``;
     ties go to the smallest ``P``. Returns one ``P`` per ``d``.
+
+    Parameters
+    ----------
+    errors : array, shape ``(trials, len(P_grid), len(d_grid))``
+        Errors from :func:`threshold_error`.
+    P_grid : sequence of int
+        The thresholds the errors were computed for, strictly increasing.
     """
     P_grid = _increasing("P_grid", P_grid, minimum=0)
     errors = check.real_array("errors", errors)
@@ -252,6 +354,13 @@ def more_data_hurts(errors, *, z: float = 2.0) -> np.ndarray:
               i' = \arg\min_{i' \le i} \bar{\mathcal{E}}(T_{i'}, d_j).
 
     Returns a boolean array of shape ``(len(T_grid), len(d_grid))``.
+
+    Parameters
+    ----------
+    errors : array, shape ``(trials, len(T_grid), len(d_grid))``
+        Errors nested in ``T``, ``trials >= 2``.
+    z : float
+        Number of standard errors the excess must exceed, :math:`\ge 0`.
     """
     z = check.real("z", z, low=0.0)
     errors = check.real_array("errors", errors)

@@ -297,6 +297,19 @@ def scheme_weights(scheme: str, p, d_grid=None, *, rho: float = 1.0, fraction: f
     ``"uniform"``: :math:`q = 1`; ``"power"``: :math:`q = p^\rho`; both shape ``(N,)``.
     ``"threshold"``: :math:`q = \mathbf{1}[x \le \lfloor \text{fraction} \cdot d \rfloor]` for each ``d``
     of ``d_grid``, shape ``(1, len(d_grid), N)`` (the paper's :math:`P = d/8`).
+
+    Parameters
+    ----------
+    scheme : {"uniform", "power", "threshold"}
+        The named scheme.
+    p : array, shape ``(N,)``
+        Token probabilities :math:`p(x)`.
+    d_grid : sequence of int, optional
+        Dimensions; required for ``"threshold"``.
+    rho : float
+        Power :math:`\rho` of ``"power"`` (:func:`power_weights`).
+    fraction : float
+        Stored tokens per dimension of ``"threshold"``, :math:`\ge 0`.
     """
     scheme = check.choice("scheme", scheme, SCHEMES)
     p = _probabilities(p)
