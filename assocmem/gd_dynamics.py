@@ -481,7 +481,15 @@ def load_scan(*, N: int = 30, M: int = 2, alpha: float = 1.0, ds=(2, 3, 5, 8, 10
 
 def classifier_coordinates(W: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     r"""The classifier :math:`c = W^\top (u_1 - u_2)` of two-class memories: ``W`` ``(..., d, d)``,
-    ``U`` ``(M = 2, d)`` of one run; returns ``(..., d)``. The scores differ by :math:`c^\top e_x`."""
+    ``U`` ``(M = 2, d)`` of one run; returns ``(..., d)``. The scores differ by :math:`c^\top e_x`.
+
+    Parameters
+    ----------
+    W : torch.Tensor, shape ``(..., d, d)``
+        Memories of one run.
+    U : torch.Tensor, shape ``(2, d)``
+        Output embeddings :math:`u_1, u_2` of that run.
+    """
     if U.ndim != 2 or U.shape[0] != 2:
         raise ValueError(f"U must be the (2, d) output embeddings of one two-class run, got {tuple(U.shape)}")
     return W.transpose(-1, -2) @ (U[0] - U[1])
@@ -518,7 +526,19 @@ def classifier_plane_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, 
 def token_margins(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels) -> torch.Tensor:
     r"""Margin of every association, :math:`m_x = s_{f_*(x)x} - \max_{y \neq f_*(x)} s_{yx}` (stored
     iff positive), for memories ``W`` ``(..., d, d)`` of one run (``E`` ``(N, d)``, ``U`` ``(M, d)``);
-    shape ``(..., N)``."""
+    shape ``(..., N)``.
+
+    Parameters
+    ----------
+    W : torch.Tensor, shape ``(..., d, d)``
+        Memories of one run.
+    E : torch.Tensor, shape ``(N, d)``
+        Input embeddings :math:`e_x`.
+    U : torch.Tensor, shape ``(M, d)``
+        Output embeddings :math:`u_y`.
+    labels : array of int, shape ``(N,)``
+        Classes :math:`f_*(x)`, in :math:`[0, M-1]`.
+    """
     labels = torch.as_tensor(np.asarray(labels), device=E.device)
     scores = U @ W @ E.T  # (..., M, N)
     right = scores.gather(-2, labels.expand(*scores.shape[:-2], 1, -1))[..., 0, :]
@@ -530,7 +550,13 @@ def one_step_boundary(p1) -> np.ndarray:
     r"""In the two-token problem (:func:`assocmem.training.two_token_setup`) the first step from
     ``W = 0`` gives the classifier :math:`c_1 = \eta(p_1 e_1 - p_2 e_2)`, so the rare token is right
     after one step, for every :math:`\eta`, iff :math:`\cos(e_1, e_2) < p_2 / p_1 = (1 - p_1)/p_1`.
-    Returns that cosine for each ``p1`` (in ``(0, 1)``)."""
+    Returns that cosine for each ``p1`` (in ``(0, 1)``).
+
+    Parameters
+    ----------
+    p1 : float or array
+        Probability of the frequent token, in :math:`(0, 1)`.
+    """
     p1 = np.asarray(p1, dtype=np.float64)
     if p1.size == 0 or np.any((p1 <= 0) | (p1 >= 1)):
         raise ValueError("p1 must lie in (0, 1)")

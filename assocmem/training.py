@@ -108,7 +108,13 @@ class Trained:
     def stored_weights(self, labels) -> torch.Tensor:
         r"""The learned :math:`\hat q(x) = u_{f_*(x)}^\top W e_x / (\|u_{f_*(x)}\|^2 \|e_x\|^2)`,
         shape ``(R, N)``: the coefficient of :math:`u_{f_*(x)} e_x^\top` for quasi-orthogonal
-        embeddings, to compare with the decoupled prediction (without layer norm)."""
+        embeddings, to compare with the decoupled prediction (without layer norm).
+
+        Parameters
+        ----------
+        labels : array of int, shape ``(N,)``
+            Classes :math:`f_*(x)` of the training data.
+        """
         labels = torch.as_tensor(np.asarray(labels), device=self.scores.device)
         right = self.scores.gather(1, labels.expand(self.scores.shape[0], -1)[:, None, :])[:, 0]
         norms = (self.E ** 2).sum(-1) * (self.U ** 2).sum(-1).gather(1, labels.expand(self.U.shape[0], -1))
@@ -393,7 +399,17 @@ def _per_seed(runs_seeds, draw) -> torch.Tensor:
 def two_token_setup(cosine: float = 0.95, p1: float = 0.75, *, dtype=torch.float64):
     r"""The two-token example of [CSB24] (chapter 4): ``N = M = d = 2``, ``U = I``, ``f_*(x) = x``,
     :math:`e_1 = (1, 0)`, :math:`e_2 = (c, \sqrt{1 - c^2})` with :math:`c = \cos(e_1, e_2)`,
-    :math:`p = (p_1, 1 - p_1)`. Returns ``(E, U, labels, probs)`` with a runs axis of size 1."""
+    :math:`p = (p_1, 1 - p_1)`. Returns ``(E, U, labels, probs)`` with a runs axis of size 1.
+
+    Parameters
+    ----------
+    cosine : float
+        :math:`c = \cos(e_1, e_2)`, in :math:`[-1, 1]`.
+    p1 : float
+        Probability :math:`p_1` of token 1, in :math:`[0, 1]`.
+    dtype : torch.dtype
+        Floating dtype of ``E`` and ``U``.
+    """
     c = check.real("cosine", cosine, low=-1.0, high=1.0)
     p1 = check.real("p1", p1, low=0.0, high=1.0)
     E = torch.tensor([[[1.0, 0.0], [c, math.sqrt(1.0 - c * c)]]], dtype=dtype)
@@ -403,7 +419,24 @@ def two_token_setup(cosine: float = 0.95, p1: float = 0.75, *, dtype=torch.float
 
 def two_token_run(lrs=(1.0, 10.0), steps: int = 35, *, cosine: float = 0.95, p1: float = 0.75) -> Trained:
     """Full-batch gradient descent from ``W = 0`` on :func:`two_token_setup`, one run per step size,
-    recording loss, error and ``W`` at every step."""
+    recording loss, error and ``W`` at every step.
+
+    Parameters
+    ----------
+    lrs : sequence of float
+        Step sizes :math:`\\eta`, one run each.
+    steps : int
+        Number of gradient steps.
+    cosine : float
+        :math:`\\cos(e_1, e_2)` (:func:`two_token_setup`).
+    p1 : float
+        Probability of token 1 (:func:`two_token_setup`).
+
+    Returns
+    -------
+    Trained
+        The runs, with the history of ``W``.
+    """
     E, U, labels, probs = two_token_setup(cosine, p1)
     R = len(lrs)
     return train(E.expand(R, -1, -1), U.expand(R, -1, -1), labels, probs, lr=list(lrs), steps=steps,
@@ -412,7 +445,17 @@ def two_token_run(lrs=(1.0, 10.0), steps: int = 35, *, cosine: float = 0.95, p1:
 
 def slice_directions(E: torch.Tensor, U: torch.Tensor, labels) -> torch.Tensor:
     r"""One direction per token, :math:`D_x = (u_{f_*(x)} - \bar u_{\neq f_*(x)})\, e_x^\top`, shape
-    ``(N, d, d)`` (``E``, ``U`` of one run, 2-D). For ``M = 2`` gradient descent from 0 stays in their span."""
+    ``(N, d, d)`` (``E``, ``U`` of one run, 2-D). For ``M = 2`` gradient descent from 0 stays in their span.
+
+    Parameters
+    ----------
+    E : torch.Tensor, shape ``(N, d)``
+        Input embeddings of one run.
+    U : torch.Tensor, shape ``(M, d)``
+        Output embeddings of that run, :math:`M \ge 2`.
+    labels : array of int, shape ``(N,)``
+        Classes :math:`f_*(x)`, in :math:`[0, M-1]`.
+    """
     E, U = check.tensor("E", E, ndim=2), check.tensor("U", U, ndim=2)
     labels = check.int_array("labels", labels, minimum=0)
     if labels.size != E.shape[0] or labels.max() >= U.shape[0] or U.shape[0] < 2 or E.shape[1] != U.shape[1]:
@@ -427,7 +470,25 @@ def slice_directions(E: torch.Tensor, U: torch.Tensor, labels) -> torch.Tensor:
 
 def slice_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, b, *, tokens=(0, 1)) -> np.ndarray:
     r"""Population loss on the plane :math:`W = a D_{x_1} + b D_{x_2}` (:func:`slice_directions`) for a
-    grid of coordinates: shape ``(len(b), len(a))``, ready for ``contour(a, b, ...)``."""
+    grid of coordinates: shape ``(len(b), len(a))``, ready for ``contour(a, b, ...)``.
+
+    Parameters
+    ----------
+    E : torch.Tensor, shape ``(N, d)``
+        Input embeddings of one run.
+    U : torch.Tensor, shape ``(M, d)``
+        Output embeddings of that run, :math:`M \ge 2`.
+    labels : array of int, shape ``(N,)``
+        Classes :math:`f_*(x)`, in :math:`[0, M-1]`.
+    probs : array, shape ``(N,)``
+        Token probabilities :math:`p(x)`.
+    a : array, 1-D
+        Coordinates along :math:`D_{x_1}`.
+    b : array, 1-D
+        Coordinates along :math:`D_{x_2}`.
+    tokens : pair of int
+        The two tokens :math:`x_1, x_2` whose directions span the plane, indices in :math:`[0, N)`.
+    """
     E, U = check.tensor("E", E, ndim=2), check.tensor("U", U, ndim=2)
     a, b, probs = check.real_array("a", a), check.real_array("b", b), check.real_array("probs", probs)
     tokens = _plane_tokens(tokens, E.shape[0])
@@ -447,7 +508,21 @@ def slice_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, b, *, token
 
 def slice_coordinates(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels, *, tokens=(0, 1)) -> np.ndarray:
     """Least-squares coordinates of memories ``W`` (``(..., d, d)``) on the plane of :func:`slice_losses`,
-    shape ``(..., 2)`` (exact when ``W`` lies in the plane)."""
+    shape ``(..., 2)`` (exact when ``W`` lies in the plane).
+
+    Parameters
+    ----------
+    W : torch.Tensor, shape ``(..., d, d)``
+        Memories of the run.
+    E : torch.Tensor, shape ``(N, d)``
+        Input embeddings of one run.
+    U : torch.Tensor, shape ``(M, d)``
+        Output embeddings of that run, :math:`M \\ge 2`.
+    labels : array of int, shape ``(N,)``
+        Classes :math:`f_*(x)`, in :math:`[0, M-1]`.
+    tokens : pair of int
+        The two tokens :math:`x_1, x_2` whose directions span the plane, indices in :math:`[0, N)`.
+    """
     W = check.tensor("W", W, min_ndim=2)
     E = check.tensor("E", E, ndim=2)
     if W.shape[-2:] != (E.shape[1], E.shape[1]):
