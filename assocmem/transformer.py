@@ -110,7 +110,13 @@ class CausalTransformer(nn.Module):
 
     def residual_stream(self, tokens: torch.Tensor) -> list[torch.Tensor]:
         r"""The residual stream along the forward pass: :math:`h_0` (token plus position embeddings)
-        and :math:`h_t` after each block :math:`t = 1, \dots, l`, each ``(B, T, d_emb)``."""
+        and :math:`h_t` after each block :math:`t = 1, \dots, l`, each ``(B, T, d_emb)``.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor of int, shape ``(B, T)``
+            Token indices in :math:`[0, \text{vocab\_size})`, :math:`1 \le T \le` ``context``.
+        """
         tokens = self._check_tokens(tokens)
         positions = torch.arange(tokens.shape[-1], device=tokens.device)
         states = [self.token_embedding(tokens) + self.position_embedding(positions)]
@@ -119,11 +125,23 @@ class CausalTransformer(nn.Module):
         return states
 
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Last-layer activations: the final layer norm of the residual stream, ``(B, T, d_emb)``."""
+        """Last-layer activations: the final layer norm of the residual stream, ``(B, T, d_emb)``.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor of int, shape ``(B, T)``
+            Token indices in :math:`[0, \\text{vocab\\_size})`, :math:`1 \\le T \\le` ``context``.
+        """
         return self.final_norm(self.residual_stream(tokens)[-1])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``(B, T, vocab_size)``; the output at position t sees tokens ``<= t`` only."""
+        """Next-token logits ``(B, T, vocab_size)``; the output at position t sees tokens ``<= t`` only.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor of int, shape ``(B, T)``
+            Token indices in :math:`[0, \\text{vocab\\_size})`, :math:`1 \\le T \\le` ``context``.
+        """
         return self.head(self.hidden(tokens))
 
     def _check_tokens(self, tokens) -> torch.Tensor:
@@ -160,7 +178,18 @@ class _Block(nn.Module):
 def parameter_counts(model: CausalTransformer) -> dict[str, int]:
     r"""Parameters by part. ``"paper"`` = attention + feed-forward, the :math:`N` of [NBDH24]
     (:math:`l\,(12 d^2 + 9d)` with biases for ``mlp_ratio = 4``); embeddings, norms and the head are
-    listed apart; ``"total"`` counts everything."""
+    listed apart; ``"total"`` counts everything.
+
+    Parameters
+    ----------
+    model : CausalTransformer
+        The model whose parameters are counted.
+
+    Returns
+    -------
+    dict of str to int
+        ``attention``, ``feedforward``, ``embedding``, ``norm``, ``head``, ``paper`` and ``total``.
+    """
     if not isinstance(model, CausalTransformer):
         raise TypeError(f"model must be a CausalTransformer, got {type(model).__name__}")
     parts = {"attention": 0, "feedforward": 0, "embedding": 0, "norm": 0, "head": 0}
@@ -182,7 +211,26 @@ def parameter_counts(model: CausalTransformer) -> dict[str, int]:
 
 def sample_windows(tokens, context: int, batch_size: int, generator: torch.Generator,
                    device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of random windows: inputs ``tokens[s:s+context]`` and targets shifted by one."""
+    """A batch of random windows: inputs ``tokens[s:s+context]`` and targets shifted by one.
+
+    Parameters
+    ----------
+    tokens : array of int, 1-D
+        A token stream longer than ``context + 1``.
+    context : int
+        Window length, :math:`\\ge 1`.
+    batch_size : int
+        Number of windows, :math:`\\ge 1`.
+    generator : torch.Generator
+        Draws the start positions, uniform in :math:`[0, \\text{len} - \\text{context})`.
+    device : str or torch.device
+        Device of the returned tensors.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(inputs, targets)``, each ``(batch_size, context)``.
+    """
     check.device("device", device)
     check.budget("batch_size, context", nbytes=16.0 * check.positive_int("batch_size", batch_size)
                  * check.positive_int("context", context),
@@ -195,7 +243,17 @@ def sample_windows(tokens, context: int, batch_size: int, generator: torch.Gener
 def spread_subset(tokens, n_tokens: int, chunk: int) -> np.ndarray:
     """``n_tokens`` tokens made of chunks of length ``chunk`` taken at evenly spaced places of
     ``tokens`` and joined: a small training set that covers the whole corpus rather than its first
-    pages (a prefix would measure a change of topic along with overfitting)."""
+    pages (a prefix would measure a change of topic along with overfitting).
+
+    Parameters
+    ----------
+    tokens : array of int, 1-D
+        The token stream.
+    n_tokens : int
+        Number of tokens to keep, :math:`\\ge 1`; the whole stream is returned when it is not longer.
+    chunk : int
+        Length of each contiguous chunk, :math:`\\ge 1`.
+    """
     tokens = np.asarray(tokens)
     n_tokens = check.positive_int("n_tokens", n_tokens)
     chunk = check.positive_int("chunk", chunk)
@@ -234,6 +292,19 @@ def evaluate_loss(model: CausalTransformer, tokens, *, n_windows: int = 64, min_
     Only predictions at positions :math:`t \ge` ``min_position`` count, so each has at least that many
     tokens of context (for the grammar, enough context to see an example boundary makes the best
     achievable loss equal to the stream's entropy rate). Deterministic: no randomness.
+
+    Parameters
+    ----------
+    model : CausalTransformer
+        The model, evaluated in eval mode (its mode is restored after).
+    tokens : array of int, 1-D
+        A token stream longer than the model's ``context + 1``.
+    n_windows : int
+        Number of windows, :math:`\ge 1`.
+    min_position : int
+        First position counted, in :math:`[0, \text{context})`.
+    batch_size : int
+        Windows per forward pass, :math:`\ge 1`.
     """
     _checked_model(model)
     n_windows = check.positive_int("n_windows", n_windows)
@@ -287,12 +358,22 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
         Its ``train`` stream is sampled, its ``validation`` stream evaluated.
     steps : int
         Number of optimiser steps; with ``patience``, the most steps.
-    batch_size, lr, weight_decay :
-        Windows per step, AdamW's learning rate and weight decay.
+    batch_size : int
+        Windows per step, :math:`\\ge 1`.
+    lr : float
+        AdamW's learning rate, :math:`> 0`.
+    weight_decay : float
+        AdamW's weight decay, :math:`\\ge 0`.
     train_tokens : int, optional
         Train on ``train_tokens`` tokens only (the data size D of the N-D experiment), chosen by
         :func:`spread_subset` in chunks of ``16 * context`` tokens.
-    eval_every, eval_windows, min_position :
+    eval_every : int
+        Steps between evaluations, :math:`\\ge 1`.
+    eval_windows : int
+        Windows per evaluation.
+    min_position : int
+        First position counted in evaluations.
+
         Every ``eval_every`` steps (and at the end) evaluate :func:`evaluate_loss` on ``eval_windows``
         windows of the training stream and of ``corpus.validation``, counting predictions at
         positions ``>= min_position``.
@@ -418,7 +499,19 @@ def _resume(path, model, optimizer, generator, settings) -> tuple[TrainingRun, i
 def last_layer_activations(model: CausalTransformer, tokens, n_sequences: int, seed: int = 0) -> np.ndarray:
     r"""Last-layer activations of ``n_sequences`` random windows, each flattened to one point of
     :math:`\mathbb{R}^n`, :math:`n = T\,d_{emb}` (the embedded-sequence dimension of the theory).
-    Returns a float64 array ``(n_sequences, context * d_emb)``."""
+    Returns a float64 array ``(n_sequences, context * d_emb)``.
+
+    Parameters
+    ----------
+    model : CausalTransformer
+        The model (evaluated in eval mode).
+    tokens : array of int, 1-D
+        A token stream longer than the model's ``context + 1``.
+    n_sequences : int
+        Number of random windows, :math:`\ge 1`.
+    seed : int
+        Seed of the window starts (:func:`sample_windows`).
+    """
     _checked_model(model)
     n_sequences = check.positive_int("n_sequences", n_sequences)
     generator = torch.Generator().manual_seed(check.seed("seed", seed))
@@ -432,7 +525,18 @@ def last_layer_activations(model: CausalTransformer, tokens, n_sequences: int, s
 
 
 def nearest_neighbour_distances(points) -> np.ndarray:
-    """Euclidean distance from each point (row) to its nearest other point, in float64."""
+    """Euclidean distance from each point (row) to its nearest other point, in float64.
+
+    Parameters
+    ----------
+    points : array, shape ``(m, n)``
+        The points, :math:`m \\ge 2`.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(m,)``
+        Distance of each point to its nearest other point.
+    """
     x = torch.as_tensor(np.asarray(points, dtype=np.float64))
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"points must have shape (m, n) with m >= 2, got {tuple(x.shape)}")
@@ -494,6 +598,17 @@ def balanced_data_size(data_sizes, gaps, sigma2: float = 0.04, *, interpolate: b
     line through the last size above and the first size below in :math:`(\log D, \log \text{gap})`,
     which resolves :math:`D^*` more finely than the grid (the first size is returned when it is
     already below).
+
+    Parameters
+    ----------
+    data_sizes : array of int
+        The data sizes :math:`D` of the grid (any order).
+    gaps : array
+        Mean squared gap at each data size, finite and :math:`> 0`, same shape as ``data_sizes``.
+    sigma2 : float
+        The threshold :math:`\sigma^2 > 0`.
+    interpolate : bool
+        Interpolate the crossing on log-log axes instead of returning a grid point.
     """
     sizes = check.int_array("data_sizes", data_sizes)
     gaps = check.real_array("gaps", gaps)
@@ -551,7 +666,19 @@ def balanced_sizes(table, *, sigma2: float = 0.04, gap: str = "gap_paper", inter
 
 def spread_windows(tokens, context: int, n_windows: int, device="cpu") -> torch.Tensor:
     """``n_windows`` windows of ``context`` tokens at evenly spaced starts of ``tokens``, ``(n, context)``
-    (deterministic: the windows :func:`evaluate_loss` scores, without their targets)."""
+    (deterministic: the windows :func:`evaluate_loss` scores, without their targets).
+
+    Parameters
+    ----------
+    tokens : array of int, 1-D
+        A token stream longer than ``context + 1``.
+    context : int
+        Window length, :math:`\\ge 1`.
+    n_windows : int
+        Number of windows, :math:`\\ge 1`.
+    device : str or torch.device
+        Device of the returned tensor.
+    """
     stream = _as_stream(tokens, context)
     n_windows = check.positive_int("n_windows", n_windows)
     check.device("device", device)
@@ -569,6 +696,13 @@ def normalised_states(model: CausalTransformer, windows: torch.Tensor) -> list[t
     The normalisation fixes the scale the energy :math:`e^{-\lVert x - \rho\rVert^2}` and the radius
     :math:`\sqrt{n/2\pi e}` assume (unit-variance coordinates, :math:`\lVert x\rVert^2 = n`), whatever
     the norm the residual stream has grown to. Returns float64 tensors ``(len(windows), n)``.
+
+    Parameters
+    ----------
+    model : CausalTransformer
+        The model (evaluated in eval mode; its mode is restored after).
+    windows : torch.Tensor of int, shape ``(B, T)``
+        Token windows, e.g. from :func:`spread_windows`.
     """
     was_training = model.training
     model.eval()
