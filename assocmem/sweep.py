@@ -198,6 +198,14 @@ class DiskCache:
         self.directory = Path(directory)
 
     def path(self, key: str) -> Path:
+        """The file of ``key``'s entry: ``DIRECTORY/KE/KEY.json`` (the first two characters of the key
+        name a subdirectory, so no directory grows too large).
+
+        Parameters
+        ----------
+        key : str
+            The point's key (:func:`config_key`).
+        """
         return self.directory / key[:2] / f"{key}.json"
 
     def load(self, key: str, *, warn: bool = True) -> list[dict] | None:
@@ -227,6 +235,20 @@ class DiskCache:
         return entry["rows"]
 
     def store(self, key: str, experiment: Experiment, config: Mapping, rows: list[dict]) -> None:
+        """Write ``rows`` as the entry of ``key``, atomically, with the experiment's name and version, the
+        configuration and a checksum over all of them (what :meth:`load` verifies).
+
+        Parameters
+        ----------
+        key : str
+            The point's key (:func:`config_key`).
+        experiment : Experiment
+            The experiment that computed the rows (its ``name`` and ``version`` are recorded).
+        config : mapping
+            The point's full configuration.
+        rows : list of dict
+            The rows to cache; JSON-serialisable (NaN and infinities allowed).
+        """
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"key": key, "experiment": experiment.name, "version": experiment.version,
