@@ -90,6 +90,20 @@ class SerialExecutor:
     """Points one after another in this process."""
 
     def map(self, fn: Callable, items: Iterable) -> Iterator[tuple[int, object]]:
+        """Compute the points in order, one at a time, in this process.
+
+        Parameters
+        ----------
+        fn : callable
+            Computes one point: ``fn(config)`` returns its result.
+        items : iterable of (int, config)
+            The points, each an index and a configuration.
+
+        Yields
+        ------
+        tuple of (int, object)
+            ``(index, fn(config))`` for each point, in the order of ``items``.
+        """
         for index, config in items:
             yield index, fn(config)
 
@@ -102,6 +116,23 @@ class ProcessExecutor:
         self.workers = check.positive_int("workers", workers) if workers is not None else os.cpu_count() or 1
 
     def map(self, fn: Callable, items: Iterable) -> Iterator[tuple[int, object]]:
+        """Compute the points in the pool, keeping at most ``2 * workers`` submitted at a time. On an
+        interruption or a failed point, the points already finished are yielded before the error is
+        raised; points still running are abandoned and the workers stopped.
+
+        Parameters
+        ----------
+        fn : callable
+            Computes one point: ``fn(config)`` returns its result (``fn`` and the configurations must
+            be picklable).
+        items : iterable of (int, config)
+            The points, each an index and a configuration.
+
+        Yields
+        ------
+        tuple of (int, object)
+            ``(index, fn(config))`` for each point, in the order they finish.
+        """
         items = iter(items)
         first = list(itertools.islice(items, 2 * self.workers))
         if not first:
@@ -159,6 +190,24 @@ class DaskExecutor:
         self.workers = check.positive_int("workers", workers) if workers is not None else 2
 
     def map(self, fn: Callable, items: Iterable) -> Iterator[tuple[int, object]]:
+        """Compute the points on the Dask cluster, keeping a bounded window of points submitted
+        (``2 * workers`` on a local cluster; with a scheduler address, twice its threads, and at least
+        ``2 * workers``). On an interruption or a failed point, the points already finished are yielded
+        before the error is raised and the rest are cancelled.
+
+        Parameters
+        ----------
+        fn : callable
+            Computes one point: ``fn(config)`` returns its result (``fn`` and the configurations must
+            be picklable).
+        items : iterable of (int, config)
+            The points, each an index and a configuration.
+
+        Yields
+        ------
+        tuple of (int, object)
+            ``(index, fn(config))`` for each point, in the order they finish.
+        """
         items = iter(items)
         first = list(itertools.islice(items, 2 * self.workers))
         if not first:
