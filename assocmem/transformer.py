@@ -778,16 +778,16 @@ def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_he
     corpus : str
         A name of :data:`assocmem.corpora.CORPORA`; the training set is :func:`spread_subset` of its
         training stream, the validation set its whole validation stream.
-    d_emb, n_layers, n_heads, context :
+    d_emb, n_layers, n_heads, context : int
         The model (:class:`CausalTransformer`); ``seed`` seeds its initialisation and the sampler.
     train_tokens : int
         The data size D.
-    steps, patience :
+    steps, patience : int
         Early stopping (:func:`train_language_model`): stop once the best validation loss is
         ``patience`` steps old, or at ``steps``.
     window : int
         The window of :func:`paper_gap` (1000 iterations in the paper).
-    batch_size, lr, eval_every, eval_windows :
+    batch_size, lr, eval_every, eval_windows : int, float, int, int
         Training and evaluation settings; losses count every position (the paper's convention).
     seed : int
         Seed of the initialisation and of the window sampler.
@@ -831,11 +831,11 @@ def loss_floor(corpus: str = "grammar", d_emb: int = 64, n_layers: int = 2, n_he
     ----------
     corpus : str
         A name of :data:`assocmem.corpora.CORPORA`.
-    d_emb, n_layers, n_heads, context :
+    d_emb, n_layers, n_heads, context : int
         The model (:class:`CausalTransformer`).
-    steps, patience :
+    steps, patience : int
         Early stopping on the validation loss (:func:`train_language_model`), capped at ``steps``.
-    batch_size, lr, eval_every, eval_windows :
+    batch_size, lr, eval_every, eval_windows : int, float, int, int
         Training and evaluation settings.
     min_position : int
         The validation loss counts predictions with at least this many tokens of context.
@@ -887,9 +887,9 @@ def activation_geometry(corpus: str = "english", d_emb: int = 32, n_layers: int 
 
     Parameters
     ----------
-    corpus, d_emb, n_layers, n_heads, context :
+    corpus, d_emb, n_layers, n_heads, context : str, int, int, int, int
         The corpus (a name of :data:`assocmem.corpora.CORPORA`) and the model.
-    steps, patience, batch_size, lr, eval_every, eval_windows :
+    steps, patience, batch_size, lr, eval_every, eval_windows : int, int, int, float, int, int
         Training to convergence (:func:`train_language_model`, early stopping).
     sample_sizes : tuple of int
         Numbers m of activation vectors; the first m of one draw of ``max(sample_sizes)`` windows.
