@@ -278,7 +278,7 @@ class DiskCache:
             raise ValueError(f"cache directory {self.directory} is not writable ({error.strerror or error})") from None
 
     def remove_stale_temporaries(self) -> int:
-        """Remove temporaries left by killed writers (see :func:`assocmem._io.remove_stale_temporaries`)."""
+        """Remove temporaries left by killed writers (see ``assocmem._io.remove_stale_temporaries``)."""
         return remove_stale_temporaries(self.directory, pattern=f"??/.*{TMP_SUFFIX}") if self.directory.is_dir() else 0
 
 

@@ -43,7 +43,7 @@ Three pieces of the book, composed:
    interference, to leading order in :math:`1/d`). For SGD, a token seen at most ``REVISIT_CAP`` times is
    visited while the others already interfere with it: its visits are replayed from a draw of that
    interference with the full ``M``-class step, which pushes down the class the interference raised
-   (:func:`_revisited_miss`).
+   (``_revisited_miss``).
 
 The counts are drawn ``samples`` times (seeded); each draw gives an expected error :math:`\bar{\mathcal E}_k`
 and, since tokens are recalled independently given the weights, an embedding variance
