@@ -361,18 +361,18 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
     batch_size : int
         Windows per step, :math:`\\ge 1`.
     lr : float
-        AdamW's learning rate, :math:`> 0`.
+        AdamW's learning rate, in :math:`(0, 10^6]`.
     weight_decay : float
-        AdamW's weight decay, :math:`\\ge 0`.
+        AdamW's weight decay, in :math:`[0, 10^6]`.
     train_tokens : int, optional
         Train on ``train_tokens`` tokens only (the data size D of the N-D experiment), chosen by
         :func:`spread_subset` in chunks of ``16 * context`` tokens.
     eval_every : int
         Steps between evaluations, :math:`\\ge 1`.
     eval_windows : int
-        Windows per evaluation.
+        Windows per evaluation, :math:`\\ge 1`.
     min_position : int
-        First position counted in evaluations.
+        First position counted in evaluations, in ``[0, context)``.
 
         Every ``eval_every`` steps (and at the end) evaluate :func:`evaluate_loss` on ``eval_windows``
         windows of the training stream and of ``corpus.validation``, counting predictions at
@@ -394,14 +394,27 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
     on_evaluate : callable, optional
         Called as ``on_evaluate(step, model)`` after each evaluation (e.g. to measure energies).
     """
+    if not isinstance(model, CausalTransformer):
+        raise TypeError(f"model must be a CausalTransformer, got {type(model).__name__}")
     steps = check.positive_int("steps", steps)
     batch_size = check.positive_int("batch_size", batch_size)
-    lr = check.real("lr", lr, low=0.0, low_open=True)
-    weight_decay = check.real("weight_decay", weight_decay, low=0.0)
+    lr = check.real("lr", lr, low=0.0, high=1e6, low_open=True)
+    weight_decay = check.real("weight_decay", weight_decay, low=0.0, high=1e6)
     eval_every = check.positive_int("eval_every", eval_every)
-    train_min_position = min_position if train_min_position is None else train_min_position
+    eval_windows = check.positive_int("eval_windows", eval_windows)
+    min_position = check.positive_int("min_position", min_position, minimum=0, maximum=model.context - 1)
+    train_min_position = min_position if train_min_position is None else check.positive_int(
+        "train_min_position", train_min_position, minimum=0, maximum=model.context - 1)
     if patience is not None:
         patience = check.positive_int("patience", patience)
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path or None, got {checkpoint!r}")
+    if on_evaluate is not None and not callable(on_evaluate):
+        raise TypeError(f"on_evaluate must be callable or None, got {on_evaluate!r}")
+    n_params = sum(p.numel() for p in model.parameters())
+    check.budget("steps, batch_size, eval_windows", work=6.0 * n_params * model.context
+                 * (steps * batch_size + 2 * (steps // eval_every + 1) * eval_windows),
+                 formula="6 x parameters x context x (training plus evaluation windows)")
     if not isinstance(corpus, Corpus):
         raise TypeError(f"corpus must be a Corpus, got {type(corpus).__name__}")
     if corpus.vocab_size != model.vocab_size:
