@@ -65,6 +65,13 @@ def _cached(cache: Path) -> set[int]:
     return {round(rows[0]["x2"] ** 0.5) for rows in entries}
 
 
+def _as_in_a_terminal() -> None:
+    """Give the sweep the SIGINT of a terminal's foreground job. A shell starts background jobs with
+    SIGINT ignored and exec keeps an ignored signal ignored, so a suite run from one (``make test &``)
+    would otherwise hand the sweep a Ctrl-C it can never receive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _command(tmp_path: Path, executor: str, out: str) -> list[str]:
     workers = [] if executor == "serial" else ["--workers", "2"]
     return [sys.executable, "-m", "assocmem", "--import", "sweep_fixtures", "run", "fixture_slow", "--quiet",
@@ -82,7 +89,7 @@ def test_interrupted_sweep_loses_no_point_and_leaves_no_process(tmp_path, execut
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            LOG_ENV: str(log), TAG_ENV: tag}
     proc = subprocess.Popen(_command(tmp_path, executor, "first.csv"), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
     deadline = time.time() + 180  # a loaded machine starts torch and Dask slowly
     while (sum(at < time.time() - GRACE_S for at in _finished(log).values()) < 3 and time.time() < deadline
            and proc.poll() is None):
