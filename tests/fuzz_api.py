@@ -23,6 +23,7 @@ after it.
     python tests/fuzz_api.py drive OUT.jsonl     # every case, then the figures
     python tests/fuzz_api.py summary OUT.jsonl   # the figures of a finished run
     python tests/fuzz_api.py known OUT.jsonl > tests/fuzz_known.json   # its findings, as the known list
+    ASSOCMEM_FUZZ_ONLY=assocmem.zipf,assocmem.memory python tests/fuzz_api.py drive OUT.jsonl   # some modules
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ VALID = {
 NO_BASELINE = object()
 SKIP_ALL = 10**9  # resume past every case of a function (its baseline hung)
 SKIP_ENV = "ASSOCMEM_FUZZ_SKIP"  # a JSON list of case keys not to run (known hangs)
+ONLY_ENV = "ASSOCMEM_FUZZ_ONLY"  # comma-separated module names: fuzz only these (a quick check while fixing)
 FINDINGS = ("unnamed", "other", "nonfinite", "hang")
 
 
@@ -147,8 +149,11 @@ def public_callables():
     """``(qualified name, callable)`` for every name in every package module's ``__all__``."""
     import assocmem
 
+    only = {m for m in os.environ.get(ONLY_ENV, "").split(",") if m}
     for info in pkgutil.walk_packages(assocmem.__path__, "assocmem."):
         if info.name.rsplit(".", 1)[-1].startswith("_") or info.name in SKIP_MODULES:
+            continue
+        if only and info.name not in only:
             continue
         module = importlib.import_module(info.name)
         for name in getattr(module, "__all__", ()):
