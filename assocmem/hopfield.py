@@ -400,7 +400,8 @@ def dense_capacity(d, a: int = 2, *, error: float = 0.01, trials: int = 8, probe
         grid = np.unique(np.geomspace(max(predicted / 4, 1), predicted * 4, points).round().astype(np.int64))
         measured = sign_retrieval(grid, int(dim), a=a, trials=trials, probes=probes,
                                   seed=seed + _SEED_STRIDE * i, device=device)
-        columns.append([_crossing(grid, row, error, "error") for row in measured.wrong_bits])
+        columns.append([_crossing(grid, row, error, "error", f"d={int(dim)}, a={a}, trials={trials}, "
+                                  f"probes={probes}, seed={seed}") for row in measured.wrong_bits])
     return np.asarray(columns).T
 
 
@@ -495,7 +496,12 @@ def thresholded_memory_error(N, d: int, *, M: int = 5, eta: float = 0.5, activat
     """
     N = check.int_array("N", N)
     d, M = check.positive_int("d", d), check.positive_int("M", M, minimum=2)
-    chunk = check.positive_int("chunk", chunk)
+    chunk, trials = check.positive_int("chunk", chunk), check.positive_int("trials", trials)
+    largest = float(N.max())
+    check.budget("N, M, d, trials, chunk",
+                 nbytes=24.0 * trials * (largest + M) * d + 16.0 * trials * largest * (min(chunk, largest) + M),
+                 work=float(sum(2.0 * trials * n * (n * (d + M) + M * d) for n in N.astype(np.float64))),
+                 formula="the embeddings, one chunk of scores and the label scores; N x N x (d + M) per trial")
     gen = _generator(seed, device)
     inputs = sphere_patterns(int(N.max()), d, trials=trials, seed=gen, device=device)
     outputs = sphere_patterns(M, d, trials=trials, seed=gen, device=device)
@@ -543,8 +549,9 @@ def thresholded_memory_capacity(d, *, eta: float = 0.5, activation: str = "relu"
     """
     d, seed = check.int_array("d", d, minimum=2), check.seed("seed", seed)
     grid = _doubling_grid(max_patterns, start=check.positive_int("M", M))
+    settings = f"eta={eta}, activation={activation!r}, M={M}, trials={trials}, seed={seed}"
     return _capacity(d, grid, error, "error", lambda dim, s: thresholded_memory_error(
-        grid, dim, M=M, eta=eta, activation=activation, trials=trials, seed=s, device=device), seed)
+        grid, dim, M=M, eta=eta, activation=activation, trials=trials, seed=s, device=device), seed, settings)
 
 
 # ------------------------------------------------------------------------- modern Hopfield network
@@ -622,9 +629,16 @@ def modern_retrieve(states, patterns, beta: float, *, steps: int = 1) -> Traject
     """
     steps, beta = check.positive_int("steps", steps), _beta(beta)
     start, patterns = _pair("states", states, "patterns", patterns)
-    check.budget("steps", nbytes=2.0 * steps * start.numel() * start.element_size(),
-                 work=steps * (2.0 * start.numel() * patterns.shape[-2] + 1e5), formula="steps x (states x patterns)")
-    states = [start]
+    rows = start.shape[:-1] if start.dim() >= 2 else ()
+    try:  # the shape of every update: the states' rows under the batch dimensions of both
+        shape = (*torch.broadcast_shapes(rows[:-1], patterns.shape[:-2]), *rows[-1:], start.shape[-1])
+    except RuntimeError:
+        raise ValueError(f"states {tuple(start.shape)} and patterns {tuple(patterns.shape)} must have batch "
+                         f"dimensions that broadcast") from None
+    size = math.prod(shape)
+    check.budget("steps, states, patterns", nbytes=2.0 * (steps + 1) * size * start.element_size(),
+                 work=steps * (4.0 * size * patterns.shape[-2] + 1e5), formula="steps x (states x patterns)")
+    states = [start.expand(shape)]
     for _ in range(steps):
         states.append(_softmax_weights(states[-1], patterns, beta) @ patterns)
     states = torch.stack(states)
@@ -751,8 +765,16 @@ def fixed_point_census(patterns, betas, *, queries: int = 200, steps: int = 100,
         Seed of the starts.
     """
     patterns = _tensor("patterns", patterns, min_dim=2)
+    if patterns.dim() != 2:
+        raise ValueError(f"patterns must have shape (N, d), got {tuple(patterns.shape)}")
     betas = check.real_array("betas", betas).reshape(-1)
+    if np.any(betas <= 0):
+        raise ValueError(f"betas must all be > 0, got min {betas.min()}")
     steps, queries = check.positive_int("steps", steps), check.positive_int("queries", queries)
+    N, d = patterns.shape
+    check.budget("queries, steps, betas", nbytes=2.0 * (steps + 1) * queries * d * patterns.element_size(),
+                 work=betas.size * steps * (4.0 * queries * N * d + 1e5),
+                 formula="len(betas) x steps x queries x N x d, the trajectory of every start kept")
     gen = _generator(seed, patterns.device)
     starts = torch.randn((queries, patterns.shape[-1]), generator=gen, device=gen.device,
                          dtype=patterns.dtype).to(patterns.device)
@@ -795,10 +817,15 @@ def one_step_retrieval(patterns, beta: float, *, noise: float = 0.1, seed: int =
     gen = _generator(seed, patterns.device)
     g = torch.randn(patterns.shape, generator=gen, device=gen.device, dtype=patterns.dtype)
     queries = patterns + noise * radius * g.to(patterns.device) / math.sqrt(d)
-    error = (modern_update(queries, patterns, beta) - patterns).norm(dim=-1)
     distance = (queries - patterns).norm(dim=-1)
+    if not bool(torch.isfinite(distance).all()):
+        raise ValueError(f"noise={noise}: the noisy queries overflow {patterns.dtype} for these patterns")
+    error = (modern_update(queries, patterns, beta) - patterns).norm(dim=-1)
     delta = separation(patterns)
-    bound = theory.retrieval_error_bound(N, radius, beta, delta.cpu().numpy(), distance.cpu().numpy())
+    try:
+        bound = theory.retrieval_error_bound(N, radius, beta, delta.cpu().numpy(), distance.cpu().numpy())
+    except ValueError as overflow:
+        raise ValueError(f"beta={beta}, noise={noise}: {overflow}") from None
     return {"error": error.cpu().numpy(), "bound": bound, "separation": delta.cpu().numpy(),
             "distance": distance.cpu().numpy()}
 
@@ -838,6 +865,7 @@ def modern_retrieval_failure(N, d: int, *, beta: float = 1.0, K: float = 1.0, to
     K = check.real("K", K, low=0.0, low_open=True)
     tolerance = check.real("tolerance", tolerance, low=0.0, low_open=True)
     probes = check.positive_int("probes", probes)
+    _retrieval_budget("N, d, trials, probes", N, d, check.positive_int("trials", trials), probes)
     radius = K * math.sqrt(d - 1)
     patterns = sphere_patterns(int(N.max()), d, radius=radius, trials=trials, seed=seed, device=device)
     failures = []
@@ -882,9 +910,13 @@ def modern_capacity(d, *, beta: float = 1.0, K: float = 1.0, failure: float = 0.
     """
     d, seed = check.int_array("d", d, minimum=2), check.seed("seed", seed)
     grid = _doubling_grid(max_patterns, start=2)
+    for dim in d:
+        _retrieval_budget("max_patterns, d, trials, probes", grid, int(dim), check.positive_int("trials", trials),
+                          check.positive_int("probes", probes))
+    settings = f"beta={beta}, K={K}, tolerance={tolerance}, trials={trials}, probes={probes}, seed={seed}"
     return _capacity(d, grid, failure, "failure", lambda dim, s: modern_retrieval_failure(
         grid, dim, beta=beta, K=K, tolerance=tolerance, trials=trials, probes=probes, seed=s,
-        device=device), seed)
+        device=device), seed, settings)
 
 
 # -------------------------------------------------------------------------- layer energies [NBDH24]
@@ -1181,26 +1213,39 @@ def _doubling_grid(maximum: int, *, start: int) -> np.ndarray:
     return np.unique(np.geomspace(start, maximum, int(2 * math.log2(maximum / start)) + 1).round().astype(np.int64))
 
 
-def _capacity(d: np.ndarray, grid: np.ndarray, level: float, name: str, measure, seed: int) -> np.ndarray:
+def _capacity(d: np.ndarray, grid: np.ndarray, level: float, name: str, measure, seed: int,
+              settings: str) -> np.ndarray:
     """Per trial and dimension, where ``measure(dim, seed)`` (shape ``(trials, len(grid))``) reaches
-    ``level``; each dimension gets its own seed."""
+    ``level``; each dimension gets its own seed. ``settings`` (the caller's other parameters, as
+    ``name=value``) goes into the message when a curve does not cross."""
     level = check.real(name, level, low=0.0, high=1.0, low_open=True, high_open=True)
-    columns = [[_crossing(grid, row, level, name) for row in measure(int(dim), seed + _SEED_STRIDE * i)]
-               for i, dim in enumerate(d)]
+    columns = [[_crossing(grid, row, level, name, f"d={int(dim)}, {settings}")
+                for row in measure(int(dim), seed + _SEED_STRIDE * i)] for i, dim in enumerate(d)]
     return np.asarray(columns).T
 
 
-def _crossing(grid: np.ndarray, values: np.ndarray, level: float, name: str) -> float:
+def _crossing(grid: np.ndarray, values: np.ndarray, level: float, name: str, settings: str = "") -> float:
     """First point where ``values`` (rising with ``grid``) reaches ``level``, log-log interpolated."""
     above = np.nonzero(values >= level)[0]
     if above.size == 0 or above[0] == 0:
-        raise ValueError(f"the measured curve does not cross {name}={level} inside the grid "
-                         f"[{grid[0]}, {grid[-1]}]; change the dimensions, the grid (max_patterns) or {name}")
+        where = (f"stays below it (largest {values.max():.3g})" if above.size == 0
+                 else "is already above it at the first point")
+        raise ValueError(f"the measured curve does not cross {name}={level} inside the grid [{grid[0]}, {grid[-1]}] "
+                         f"({settings}): it {where}; change the dimensions, the grid (max_patterns), {name} or "
+                         f"these settings")
     hi = above[0]
     lo = hi - 1
     x0, x1 = np.log(grid[lo]), np.log(grid[hi])
     y0, y1 = np.log(max(values[lo], level * 1e-3)), np.log(values[hi])
     return float(np.exp(x0 + (np.log(level) - y0) * (x1 - x0) / (y1 - y0)))
+
+
+def _retrieval_budget(names: str, N: np.ndarray, d: int, trials: int, probes: int) -> None:
+    """The cost bound of :func:`modern_retrieval_failure` on the grid ``N``, refused naming ``names``."""
+    largest = float(np.max(N))
+    check.budget(names, nbytes=24.0 * trials * largest * d + 24.0 * trials * min(probes, largest) * largest,
+                 work=float(sum(4.0 * trials * min(probes, n) * n * d for n in np.asarray(N, dtype=np.float64))),
+                 formula="the patterns and one probe x pattern score matrix; probes x N x d per trial")
 
 
 def _softmax_weights(states: torch.Tensor, patterns: torch.Tensor, beta: float) -> torch.Tensor:

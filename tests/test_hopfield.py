@@ -325,3 +325,42 @@ def test_registered_experiments_return_rows():
 def test_validation(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+# --- issue 13: bad or huge values end in an error naming the caller's parameter, before the work
+
+def test_modern_retrieve_broadcasts_states_over_the_patterns_batch():
+    patterns = hf.sphere_patterns(4, 6, trials=2, seed=1)[:, None]             # (2, 1, 4, 6)
+    states = hf.sphere_patterns(3, 6, seed=2)[0]                               # (3, 6)
+    trajectory = hf.modern_retrieve(states, patterns, 2.0, steps=3)
+    assert trajectory.states.shape == (4, 2, 1, 3, 6) and trajectory.energies.shape == (4, 2, 1, 3)
+    for t in range(2):  # each batch entry is the unbatched trajectory (same kernels, same shapes)
+        alone = hf.modern_retrieve(states, patterns[t, 0], 2.0, steps=3)
+        torch.testing.assert_close(trajectory.states[:, t, 0], alone.states, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(trajectory.energies[:, t, 0], alone.energies, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: hf.fixed_point_census(torch.ones(1, 1, 4, 6), [1.0], queries=4, steps=2), r"patterns must have shape \(N, d\)"),
+    (lambda: hf.fixed_point_census(torch.randn(4, 6), [1.0], queries=10**12), "queries, steps, betas: .*ASSOCMEM_MAX_BYTES"),
+    (lambda: hf.fixed_point_census(torch.randn(4, 6), [1.0, 0.0], queries=4), "betas must all be > 0"),
+    (lambda: hf.thresholded_memory_error([8], 6, M=10**12), "N, M, d, trials, chunk: this call needs"),
+    (lambda: hf.modern_capacity([6], max_patterns=10**12, trials=2, probes=4), "max_patterns, d, trials, probes"),
+    (lambda: hf.modern_retrieval_failure([10**12], 6), "N, d, trials, probes"),
+    (lambda: hf.modern_capacity([6], beta=1e300, max_patterns=16, trials=2, probes=4),
+     r"does not cross failure=0.01 .*beta=1e\+300.*stays below it"),
+    (lambda: hf.one_step_retrieval(hf.sphere_patterns(4, 6, seed=0)[0], 1.0, noise=1e300), "noise=1e\\+300: the noisy"),
+    (lambda: hf.one_step_retrieval(hf.sphere_patterns(4, 6, seed=0)[0], 1e300, noise=0.5),
+     "beta=1e\\+300, noise=0.5: .*the bound exceeds"),
+])
+def test_hostile_values_are_refused_by_name(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_one_step_retrieval_at_huge_beta_is_exact_where_the_bound_is_finite():
+    # every pattern of this draw has Delta_i > 2 M ||xi - x_i|| at noise 0.1: the bound is 0, and the
+    # update (an argmax at beta = 1e300) returns the pattern itself
+    result = hf.one_step_retrieval(hf.sphere_patterns(4, 6, seed=0)[0], 1e300, noise=0.1)
+    np.testing.assert_array_equal(result["bound"], 0.0)
+    np.testing.assert_array_equal(result["error"], 0.0)

@@ -112,3 +112,84 @@ def test_validation(call, message):
 def test_type_validation():
     with pytest.raises(TypeError, match="a must be an integer"):
         th.dense_capacity_scale(10, 2.5)
+
+
+# --- issue 13: huge legal values give finite, correct answers or a clear error naming the parameters
+
+def _naive_modern_capacity_scale(d, beta, K, tolerance):
+    from scipy.special import gammaln, ive
+    kappa = beta * K**2 * (d - 1)
+    nu = d / 2.0 - 1.0
+    log_mean = gammaln(d / 2.0) + nu * np.log(2.0 / kappa) + np.log(ive(nu, kappa)) + kappa
+    return tolerance * np.exp(kappa - log_mean)
+
+
+def test_modern_capacity_scale_log_form_equals_the_naive_form_where_it_is_finite():
+    # the two differ by the rounding of kappa added and subtracted: |error| <= kappa * 2^-52 in the
+    # exponent, kappa <= 3 * 2^2 * 39 < 500 here, so 1e-12 relative is a safe bound
+    d = np.arange(2, 41)
+    for beta in (0.5, 1.0, 3.0):
+        for K in (0.5, 1.0, 2.0):
+            np.testing.assert_allclose(th.modern_capacity_scale(d, beta=beta, K=K, tolerance=0.1),
+                                       _naive_modern_capacity_scale(d, beta, K, 0.1), rtol=1e-12)
+
+
+def test_log_ive_expansion_matches_scipy_where_scipy_is_finite():
+    from scipy.special import ive
+    nu = np.array([100.0, 300.0, 1000.0, 100.0, 300.0, 1000.0])
+    kappa = np.array([50.0, 500.0, 5000.0, 400.0, 100.0, 2000.0])
+    direct = np.log(ive(nu, kappa))
+    assert np.all(np.isfinite(direct))
+    # the omitted term u_4(t)/nu^4 is below 1e-9 relative at nu = 100; a log of a few hundred
+    np.testing.assert_allclose(th._log_ive_debye(nu, np.log(kappa)), direct, rtol=1e-10, atol=1e-10)
+
+
+def test_modern_capacity_scale_is_finite_where_ive_underflows():
+    # d = 2000, K = 0.1: I_999(19.99) underflows float64, the result does not. E e^{kappa cos} is the
+    # confluent limit 0F1(; d/2; kappa^2/4), finite here
+    from scipy.special import hyp0f1
+    d, K = 2000, 0.1
+    kappa = K**2 * (d - 1)
+    expected = 0.1 * np.exp(kappa) / hyp0f1(d / 2, kappa**2 / 4)
+    assert th.modern_capacity_scale(d, K=K) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("kwargs", [{"d": 10**12}, {"d": 6, "beta": 1e300}, {"d": 6, "K": 1e300}])
+def test_modern_capacity_scale_beyond_float64_is_refused_by_name(kwargs):
+    with pytest.raises(ValueError, match="d, beta, K, tolerance: the result exceeds the float64 range"):
+        th.modern_capacity_scale(**kwargs)
+
+
+def test_modern_capacity_scale_huge_radius_in_two_dimensions_is_finite():
+    # d = 2: E e^{kappa cos} = I_0(kappa) ~ e^kappa / sqrt(2 pi kappa), so N = tol sqrt(2 pi kappa)
+    assert th.modern_capacity_scale(2, K=1e100, tolerance=0.1) == pytest.approx(
+        0.1 * math.sqrt(2 * math.pi) * 1e100, rel=1e-12)
+
+
+def test_modern_capacity_constant_for_huge_and_tiny_beta_solves_its_definition():
+    beta, K, d, p = 1e300, 4.0, 6, 0.5
+    c = th.modern_capacity_constant(beta, K, d, p)
+    a = 2 / (d - 1) * (1 + math.log(2 * p * (d - 1)) + math.log(beta) + 2 * math.log(K))
+    log_b = math.log(2 / 5) + math.log(beta) + 2 * math.log(K)
+    w = math.exp(log_b - math.log(c))        # W_0(e^{a + log b}) = b / c solves w + log w = a + log b
+    # c = exp(log c) with log c ~ 690: ~690 ulp of relative rounding in c, hence in w
+    assert w + math.log(w) == pytest.approx(a + log_b, rel=1e-12)
+    tiny = th.modern_capacity_constant(1e-300, K, d, p)   # W_0(x) = x to float64 for x < 1e-300: c = e^-a
+    a_tiny = 2 / (d - 1) * (1 + math.log(2 * p * (d - 1)) + math.log(1e-300) + 2 * math.log(K))
+    assert tiny == pytest.approx(math.exp(-a_tiny), rel=1e-12)
+    with pytest.raises(ValueError, match="beta, K: c = exp"):
+        th.modern_capacity_constant(1.0, 1e300, d, p)
+
+
+def test_modern_capacity_lower_bound_beyond_float64_is_refused_by_name():
+    with pytest.raises(ValueError, match="beta, K, d: the bound .* exceeds the float64 range"):
+        th.modern_capacity_lower_bound(1.0, 3.0, 4000, 0.001)
+
+
+def test_retrieval_error_bound_overflow_is_refused_and_one_pattern_is_exact():
+    with pytest.raises(ValueError, match="N, M, beta, separation, distance: the bound exceeds"):
+        th.retrieval_error_bound(5, 1e12, 1.0, 1.0, 0.1)
+    with pytest.raises(ValueError, match="the bound exceeds"):
+        th.retrieval_error_bound(5, 2.0, 1.0, 1.0, 1e300)
+    # N = 1: the update returns the only pattern; 0 * exp(huge) must not become NaN
+    np.testing.assert_array_equal(th.retrieval_error_bound(1, 1e12, 1.0, [1.0, 2.0], 0.1), [0.0, 0.0])

@@ -271,10 +271,13 @@ def modern_capacity_scale(d, *, beta: float = 1.0, K: float = 1.0, tolerance: fl
     beta = check.real("beta", beta, low=0.0, low_open=True)
     K = check.real("K", K, low=0.0, low_open=True)
     tolerance = check.real("tolerance", tolerance, low=0.0, low_open=True)
-    kappa = beta * K**2 * (d - 1)
+    # log N = log tol + kappa - log E e^{kappa cos}; the kappa of I_nu = ive e^kappa cancels it exactly,
+    # and log kappa is a sum of logs, so a huge beta, K or d neither overflows nor loses digits
+    log_kappa = math.log(beta) + 2.0 * math.log(K) + np.log(d - 1)
     nu = d / 2.0 - 1.0
-    log_mean = gammaln(d / 2.0) + nu * np.log(2.0 / kappa) + np.log(ive(nu, kappa)) + kappa
-    return tolerance * np.exp(kappa - log_mean)
+    log_n = math.log(tolerance) - gammaln(d / 2.0) - nu * (math.log(2.0) - log_kappa) - _log_ive(nu, log_kappa)
+    with np.errstate(over="ignore"):
+        return _in_range(np.exp(log_n), "d, beta, K, tolerance")
 
 
 def modern_capacity_constant(beta: float, K: float, d: int, p: float) -> float:
@@ -301,13 +304,11 @@ def modern_capacity_constant(beta: float, K: float, d: int, p: float) -> float:
     p : float
         Failure probability, in :math:`(0, 1]`.
     """
-    beta = check.real("beta", beta, low=0.0, low_open=True)
-    K = check.real("K", K, low=0.0, low_open=True)
-    d = check.positive_int("d", d, minimum=2)
-    p = check.real("p", p, low=0.0, high=1.0, low_open=True)
-    a = 2.0 / (d - 1) * (1.0 + math.log(2.0 * beta * K**2 * p * (d - 1)))
-    b = 2.0 * K**2 * beta / 5.0
-    return float(b / lambertw(math.exp(a + math.log(b))).real)
+    log_c = _log_capacity_constant(beta, K, d, p)
+    if log_c > _LOG_MAX:
+        raise ValueError(f"beta, K: c = exp({log_c:.4g}) exceeds the float64 range (about 1.8e308) "
+                         f"for beta={beta}, K={K}, d={d}, p={p}")
+    return math.exp(log_c)
 
 
 def modern_capacity_lower_bound(beta: float, K: float, d: int, p: float) -> float:
@@ -330,11 +331,15 @@ def modern_capacity_lower_bound(beta: float, K: float, d: int, p: float) -> floa
     p : float
         Failure probability, in :math:`(0, 1]`.
     """
-    c = modern_capacity_constant(beta, K, d, p)
-    if c < (2.0 / math.sqrt(p)) ** (4.0 / (d - 1)):
+    log_c = _log_capacity_constant(beta, K, d, p)
+    if log_c < 4.0 / (d - 1) * (math.log(2.0) - 0.5 * math.log(p)):
         raise ValueError(f"Theorem 3 of [R20] needs c >= (2/sqrt(p))^(4/(d-1)); with beta={beta}, "
-                         f"K={K}, d={d}, p={p} it gives c={c:.4f}")
-    return math.sqrt(p) * c ** ((d - 1) / 4.0)
+                         f"K={K}, d={d}, p={p} it gives c={math.exp(log_c):.4f}")
+    log_bound = 0.5 * math.log(p) + (d - 1) / 4.0 * log_c
+    if log_bound > _LOG_MAX:
+        raise ValueError(f"beta, K, d: the bound exp({log_bound:.4g}) exceeds the float64 range (about 1.8e308) "
+                         f"for beta={beta}, K={K}, d={d}, p={p}")
+    return math.exp(log_bound)
 
 
 def retrieval_error_bound(N: int, M: float, beta: float, separation, distance) -> np.ndarray:
@@ -367,7 +372,15 @@ def retrieval_error_bound(N: int, M: float, beta: float, separation, distance) -
     distance = check.real_array("distance", distance)
     if np.any(distance < 0):
         raise ValueError("distance must be non-negative")
-    return 2.0 * (N - 1) * M * np.exp(-beta * (separation - 2.0 * M * distance))
+    if N == 1 or M == 0:  # one pattern (or all at the origin): the update returns it exactly
+        return np.zeros(np.broadcast_shapes(separation.shape, distance.shape))
+    with np.errstate(over="ignore"):
+        bound = 2.0 * (N - 1) * M * np.exp(-beta * (separation - 2.0 * M * distance))
+    if not np.all(np.isfinite(bound)):
+        raise ValueError(f"N, M, beta, separation, distance: the bound exceeds the float64 range (about 1.8e308) "
+                         f"for N={N}, M={M}, beta={beta} (it is vacuous there: an update is always within 2M of "
+                         f"the pattern)")
+    return bound
 
 
 def cap_probability(eta, d) -> np.ndarray:
@@ -452,6 +465,78 @@ def global_energy_bounds(min_energy, layers: int) -> tuple[np.ndarray, np.ndarra
     layers = check.positive_int("layers", layers)
     min_energy = check.real_array("min_energy", min_energy)
     return min_energy - math.log(layers), min_energy
+
+
+_LOG_MAX = math.log(np.finfo(np.float64).max)
+
+
+def _log_capacity_constant(beta, K, d, p) -> float:
+    r"""Validated :math:`\log c` of :func:`modern_capacity_constant`, from sums of logs and
+    :math:`\log W_0(e^y)` (so a huge ``beta`` or ``K`` neither overflows nor divides by zero)."""
+    beta = check.real("beta", beta, low=0.0, low_open=True)
+    K = check.real("K", K, low=0.0, low_open=True)
+    d = check.positive_int("d", d, minimum=2)
+    p = check.real("p", p, low=0.0, high=1.0, low_open=True)
+    log_k2_beta = 2.0 * math.log(K) + math.log(beta)
+    a = 2.0 / (d - 1) * (1.0 + math.log(2.0) + log_k2_beta + math.log(p) + math.log(d - 1))
+    log_b = math.log(2.0 / 5.0) + log_k2_beta
+    return log_b - _log_lambertw_exp(a + log_b)
+
+
+def _log_lambertw_exp(y: float) -> float:
+    r""":math:`\log W_0(e^y)`: scipy's ``lambertw`` where :math:`e^y` is a normal float; for
+    :math:`y < -700`, :math:`W_0(x) = x(1 + O(x))` gives :math:`y`; for :math:`y > 700`, Newton's method on
+    :math:`w + \log w = y` from :math:`w = y - \log y` (quadratic convergence, a few steps to machine
+    precision)."""
+    if y < -700.0:
+        return y
+    if y <= 700.0:
+        return math.log(lambertw(math.exp(y)).real)
+    w = y - math.log(y)
+    for _ in range(50):
+        step = (w + math.log(w) - y) / (1.0 + 1.0 / w)
+        w -= step
+        if abs(step) <= 4e-16 * w:
+            break
+    return math.log(w)
+
+
+def _log_ive(nu, log_kappa):
+    r""":math:`\log(I_\nu(\kappa) e^{-\kappa})` given :math:`\log\kappa` (arrays broadcast).
+
+    ``scipy.special.ive`` where it is a positive finite float; where it underflows (large order) or
+    fails (huge argument), Debye's uniform expansion with :math:`t = \nu/\sqrt{\nu^2 + \kappa^2}`,
+
+    .. math:: \log I_\nu(\kappa) - \kappa = -\tfrac12\log 2\pi - \tfrac14\log(\nu^2 + \kappa^2)
+              + \frac{\nu^2}{\sqrt{\nu^2+\kappa^2} + \kappa} - \nu\,\mathrm{asinh}\frac{\nu}{\kappa}
+              + \log\Bigl(1 + \sum_{k=1}^{3} \frac{u_k(t)}{\nu^k}\Bigr),
+
+    written without cancellation; its relative error is :math:`O(t^4/\nu^4)`, which is below
+    :math:`10^{-9}` wherever ``ive`` underflows (:math:`\nu \gtrsim 100`), and the leading term
+    :math:`-\tfrac12\log(2\pi\kappa)` is exact to float64 once :math:`\kappa \gg \nu^2`."""
+    nu, log_kappa = np.broadcast_arrays(np.asarray(nu, dtype=np.float64), np.asarray(log_kappa, dtype=np.float64))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        kappa = np.exp(log_kappa)
+        direct = ive(nu, kappa)
+        ok = np.isfinite(direct) & (direct > 0)
+        out = np.where(ok, np.log(np.where(ok, direct, 1.0)), 0.0)
+    if not np.all(ok):
+        out[~ok] = _log_ive_debye(nu[~ok], log_kappa[~ok])
+    return out
+
+
+def _log_ive_debye(n: np.ndarray, lk: np.ndarray) -> np.ndarray:
+    """The expansion of :func:`_log_ive` for orders ``n`` and log-arguments ``lk`` (1-D arrays)."""
+    ratio = np.exp(np.log(np.maximum(n, 1e-300)) - lk) * (n > 0)  # nu / kappa, 0 when kappa overflows
+    root = np.sqrt(1.0 + ratio**2)                                   # sqrt(nu^2 + kappa^2) / kappa
+    t = ratio / root
+    u1 = t * (3.0 - 5.0 * t**2) / 24.0
+    u2 = t**2 * (81.0 - 462.0 * t**2 + 385.0 * t**4) / 1152.0
+    u3 = t**3 * (30375.0 - 369603.0 * t**2 + 765765.0 * t**4 - 425425.0 * t**6) / 414720.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        series = np.where(n > 0, u1 / n + u2 / n**2 + u3 / n**3, 0.0)
+    return (-0.5 * math.log(2.0 * math.pi) - 0.5 * lk - 0.5 * np.log(root) + n * ratio / (root + 1.0)
+            - n * np.arcsinh(ratio) + np.log1p(series))
 
 
 def _log_odd_double_factorial(n: int) -> float:
