@@ -37,6 +37,7 @@ through this module.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,7 @@ def train(E, U, labels, probs, *, lr, tokens=None, batch_size: int | None = None
     betas = tuple(check.real(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas))
     eps = check.real("eps", eps, low=0.0)
     every = problem.steps if eval_every is None else check.positive_int("eval_every", eval_every)
+    _check_cost(problem, every, keep_history, "steps" if tokens is None else "tokens, batch_size")
     record = sorted({0, problem.steps, *range(0, problem.steps, every)})
     d, span = problem.E.shape[2], problem.U.shape[1] + (0 if problem.W0 is None else problem.E.shape[1])
     # the factorised step costs about k N per point against d^2 for the dense one
@@ -333,7 +335,7 @@ def grid_learning_rates(optimizer: str, model: str, lr, d: int) -> tuple[str, di
     optimizer = check.choice("optimizer", optimizer, GRID_OPTIMIZERS)
     names = PARAMETERS[check.choice("model", model, MODELS)]
     d = check.positive_int("d", d)
-    lr = np.asarray(lr, dtype=np.float64)
+    lr = check.positive_array("lr", lr)
     if optimizer == "adam":
         return "sign", {name: lr / d if name == "W" else lr / math.sqrt(d) for name in names}
     rule = {"sgd": "sgd", "torch_adam": "adam", "sign": "sign", "nsgd": "nsgd"}[optimizer]
@@ -437,9 +439,11 @@ def two_token_run(lrs=(1.0, 10.0), steps: int = 35, *, cosine: float = 0.95, p1:
     Trained
         The runs, with the history of ``W``.
     """
+    lrs = _step_sizes("lrs", lrs)
+    steps = check.positive_int("steps", steps)
     E, U, labels, probs = two_token_setup(cosine, p1)
     R = len(lrs)
-    return train(E.expand(R, -1, -1), U.expand(R, -1, -1), labels, probs, lr=list(lrs), steps=steps,
+    return train(E.expand(R, -1, -1), U.expand(R, -1, -1), labels, probs, lr=lrs, steps=steps,
                  eval_every=1, method="dense", keep_history=True)
 
 
@@ -581,6 +585,13 @@ def simulate(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int = 100, T: i
     """
     check.choice("model", model, MODELS)
     check.device("device", device)
+    N, M, d = check.positive_int("N", N), check.positive_int("M", M), check.positive_int("d", d)
+    T, batch_size = check.positive_int("T", T), check.positive_int("batch_size", batch_size)
+    lrs, layer_norms = _step_sizes("lrs", lrs), _flags("layer_norms", layer_norms)
+    seeds = check.int_array("seeds", seeds, minimum=0).tolist()
+    R = len(seeds) * len(lrs) * len(layer_norms)
+    check.budget("seeds, lrs, layer_norms, N, M, d, T", nbytes=8.0 * R * ((N + M + d) * d + T),
+                 formula="runs x ((N + M + d) x d + T) numbers: embeddings, W0 and samples")
     probs = zipf.zipf_probs(N, alpha)
     labels = zipf.mod_labels(N, M)
     runs = [{"seed": int(s), "lr": float(g), "layer_norm": bool(ln)}
@@ -635,6 +646,7 @@ def decoupled_comparison(*, N: int = 100, M: int = 5, alpha: float = 2.0, d: int
         ``probs``.
     """
     seeds = range(check.positive_int("trials", trials))
+    lr = check.real("lr", lr, low=0.0, low_open=True)
     T = check.positive_int("batch_size", batch_size) * check.positive_int("steps", steps)
     check.device("device", device)
     size = len(seeds) * (check.positive_int("N", N) + check.positive_int("M", M)) * check.positive_int("d", d)
@@ -748,10 +760,16 @@ def load_grid(path=None):
     """
     import pandas as pd
 
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or path-like), got {path!r}")
     path = Path(GRID_FILE if path is None else path)
     if not path.is_file():
         raise ValueError(f"path: no grid file at {path}; the command in data/training_grid/README.md writes it")
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (UnicodeDecodeError, ValueError, OSError, EOFError) as error:  # pandas' parser errors are ValueErrors
+        raise ValueError(f"path: {path} is not a readable grid file (a gzip CSV): "
+                         f"{type(error).__name__}: {error}") from None
     missing = sorted(set(GRID_COLUMNS) - set(table.columns))
     if missing:
         raise ValueError(f"path: {path} lacks the columns {missing}")
@@ -916,6 +934,42 @@ def _run_rates(name: str, lr, R: int) -> np.ndarray:
     if rates is None or rates.shape != (R,) or not np.all(np.isfinite(rates)) or rates.min() <= 0:
         raise ValueError(f"{name} must be a positive finite number or R={R} of them")
     return rates.copy()
+
+
+def _step_sizes(name: str, values) -> list[float]:
+    """``values`` as a non-empty list of positive finite step sizes (a scalar is one of them)."""
+    rates = np.atleast_1d(check.positive_array(name, values))
+    if rates.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of step sizes, got shape {rates.shape}")
+    return rates.tolist()
+
+
+def _flags(name: str, values) -> list[bool]:
+    """``values`` as a non-empty list of bools (a single bool is one of them)."""
+    flags = np.atleast_1d(np.asarray(values, dtype=object if values is None else None))
+    if flags.ndim != 1 or flags.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of bools, got shape {flags.shape}")
+    if flags.dtype != bool:
+        raise TypeError(f"{name} must be a bool or a sequence of bools, got {check._short(values)}")
+    return flags.tolist()
+
+
+_STEP_OPERATIONS = 1e5  # the fixed cost of one training step (Python and kernel launches), in operations
+
+
+def _check_cost(problem: _Problem, every: int, keep_history: bool, names: str) -> None:
+    """Refuse, before any work, a run whose recorded history or whose work is beyond the bounds of
+    :func:`assocmem._validate.budget`: ``steps x (fixed step cost + 6 R P d (d + M))`` operations (``P`` the
+    points of a step: ``min(N, B)``, or ``N`` in full-batch mode) and ``8 (R records (2 + d^2 if kept))``
+    bytes, with ``records = steps / eval_every + 2``."""
+    R, N, d = problem.E.shape
+    M = problem.U.shape[1]
+    points = N if problem.tokens is None else min(N, problem.batch_size)
+    records = problem.steps // every + 2
+    check.budget(names, nbytes=8.0 * R * records * (2 + (d * d if keep_history else 0)),
+                 work=problem.steps * (_STEP_OPERATIONS + 6.0 * R * points * d * (d + M)),
+                 formula=f"{problem.steps} steps x ({_STEP_OPERATIONS:.0e} + 6 R P d (d + M)) operations, "
+                         f"{records} records of R={R} runs")
 
 
 def _schedule_factor(schedule: str, t: int, steps: int) -> float:

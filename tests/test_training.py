@@ -518,3 +518,66 @@ def test_grid_file_is_never_shrunk(tmp_path):
     with pytest.raises(ValueError, match="cache"):
         training.write_grid_file(target, cache=tmp_path / "empty")
     assert target.read_bytes() == before
+
+
+def _names(parameter):
+    """An error message that names ``parameter`` as a word."""
+    return rf"(^|\W){parameter}(\W|$)"
+
+
+@pytest.mark.parametrize("lr", [None, "x", ["a", "b"], [0.1, np.nan], [], [1.0, -1.0]])
+def test_grid_learning_rates_refuse_bad_step_sizes_by_name(lr):
+    """Fuzz findings: None and NaN came back as NaN step sizes, strings as numpy's conversion error."""
+    with pytest.raises((ValueError, TypeError), match=_names("lr")):
+        training.grid_learning_rates("adam", "W", lr, 10)
+
+
+@pytest.mark.parametrize("lrs", [None, "x", ["a", "b"], [1.0, np.nan], [], np.ones((1, 1, 2))])
+def test_two_token_run_refuses_bad_step_sizes_by_name(lrs):
+    with pytest.raises((ValueError, TypeError), match=_names("lrs")):
+        training.two_token_run(lrs=lrs, steps=3)
+
+
+def test_two_token_run_bounds_its_cost_before_running(monkeypatch):
+    """steps = 1e12 hung; now refused up front with the estimate and the way to raise the bound. The bound
+    is real: with the work bound lowered below the estimate of 35 steps, the usual run is refused too, and a
+    bound above it lets the run through."""
+    with pytest.raises(ValueError, match=r"steps.*ASSOCMEM_MAX_(BYTES|WORK)"):
+        training.two_token_run(steps=10**12)
+    monkeypatch.setenv("ASSOCMEM_MAX_WORK", "1e6")  # 35 steps cost about 35 x 1e5 operations
+    with pytest.raises(ValueError, match=r"steps.*operations"):
+        training.two_token_run(steps=35)
+    monkeypatch.setenv("ASSOCMEM_MAX_WORK", "1e8")
+    assert training.two_token_run(steps=35).losses.shape == (2, 36)
+
+
+@pytest.mark.parametrize("parameter,value", [
+    ("lrs", None), ("lrs", "x"), ("lrs", []), ("lrs", [0.1, np.nan]), ("lrs", ["a"]), ("lrs", np.ones((1, 1, 1))),
+    ("seeds", None), ("seeds", "x"), ("seeds", []), ("seeds", [np.nan]), ("seeds", ["a"]), ("seeds", np.zeros((1, 1, 1), int)),
+    ("layer_norms", None), ("layer_norms", []), ("layer_norms", [1, 0]),
+    ("M", 10**12), ("N", 0), ("T", 2.5)])
+def test_simulate_refuses_bad_axes_by_name(parameter, value):
+    """Fuzz findings: torch.cat's and int()'s messages, or memory's budget naming its own parameters."""
+    with pytest.raises((ValueError, TypeError), match=_names(parameter)):
+        training.simulate(N=12, M=3, d=6, T=40, batch_size=4, **{parameter: value})
+
+
+def test_simulate_accepts_single_values_for_its_axes():
+    runs, trained = training.simulate(N=12, M=3, d=6, T=40, batch_size=4, lrs=1.0, seeds=3, layer_norms=True)
+    assert runs == [{"seed": 3, "lr": 1.0, "layer_norm": True}] and trained.errors.shape == (1, 2)
+
+
+@pytest.mark.parametrize("lr", [None, "x", 0.0, np.inf])
+def test_decoupled_comparison_refuses_bad_step_size_by_name(lr):
+    with pytest.raises((ValueError, TypeError), match=_names("lr")):
+        training.decoupled_comparison(N=12, d=6, batch_size=4, steps=2, trials=2, lr=lr)
+
+
+def test_load_grid_refuses_a_bad_path_by_name(tmp_path):
+    """Fuzz findings: a float path raised os.fspath's TypeError, a binary file pandas' UnicodeDecodeError."""
+    with pytest.raises(TypeError, match=_names("path")):
+        training.load_grid(float("nan"))
+    binary = tmp_path / "x"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=_names("path")):
+        training.load_grid(binary)
