@@ -439,7 +439,7 @@ def population_error(q, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None
     whole grid costs :math:`O(N M D)`. Nothing of size ``d x d`` or ``N x d`` is allocated besides
     the embeddings themselves; use :func:`error_scan` to bound memory over many trials.
     """
-    return population_errors([q], p, labels, E, U, d_grid, kind=kind, ties=ties)[0]
+    return _population_errors([q], ["q"], p, labels, E, U, d_grid, kind=kind, ties=ties)[0]
 
 
 def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=None, *,
@@ -472,6 +472,13 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
     ties : {"error", "first"}
         Rule for a tie between the true class and another.
     """
+    qs = _weight_list(qs)
+    return _population_errors(qs, [f"qs[{i}]" for i in range(len(qs))], p, labels, E, U, d_grid,
+                              kind=kind, ties=ties)
+
+
+def _population_errors(qs, names, p, labels, E, U, d_grid, *, kind, ties) -> list[torch.Tensor]:
+    """:func:`population_errors`, with ``names[i]`` the caller's name for ``qs[i]`` in error messages."""
     E, U = _check_embeddings(E, U)
     trials, N, D = E.shape
     M = U.shape[1]
@@ -481,9 +488,8 @@ def population_errors(qs, p, labels, E: torch.Tensor, U: torch.Tensor, d_grid=No
     G = len(d_grid)
     labels = _labels(labels, N, M, E.device)
     p = torch.as_tensor(_probabilities(p, N=N, normalised=False), dtype=torch.float64, device=E.device)
-    if isinstance(qs, (np.ndarray, torch.Tensor)) or not len(qs):
-        raise TypeError("qs must be a non-empty list of weightings (use population_error for one)")
-    weights = [_effective_weights(_weights(q, E, n_grid=G), E, d_grid, kind) for q in qs]
+    weights = [_effective_weights(_weights(q, E, n_grid=G, name=name), E, d_grid, kind)
+               for q, name in zip(qs, names, strict=True)]
     per_d = [i for i, w in enumerate(weights) if w.shape[1] > 1]
     fixed = [i for i, w in enumerate(weights) if w.shape[1] == 1]
     output_grams = _output_grams(U, d_grid, kind)                                   # (trials, G, M, M)
@@ -559,8 +565,8 @@ def error_scan(q, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, ki
     ties : {"error", "first"}
         Rule for a tie between the true class and another (:func:`population_error`).
     """
-    return error_scans([q], p, labels, M, d_grid, seed, trials=trials, kind=kind, dtype=dtype,
-                       device=device, max_bytes=max_bytes, ties=ties)[0]
+    return _error_scans([q], ["q"], p, labels, M, d_grid, seed, trials=trials, kind=kind, dtype=dtype,
+                        device=device, max_bytes=max_bytes, ties=ties)[0]
 
 
 def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, kind: str = "gaussian",
@@ -595,6 +601,13 @@ def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, 
     ties : {"error", "first"}
         Rule for a tie between the true class and another (:func:`population_error`).
     """
+    qs = _weight_list(qs)
+    return _error_scans(qs, [f"qs[{i}]" for i in range(len(qs))], p, labels, M, d_grid, seed, trials=trials,
+                        kind=kind, dtype=dtype, device=device, max_bytes=max_bytes, ties=ties)
+
+
+def _error_scans(qs, names, p, labels, M, d_grid, seed, *, trials, kind, dtype, device, max_bytes, ties):
+    """:func:`error_scans`, with ``names[i]`` the caller's name for ``qs[i]`` in error messages."""
     M = check.positive_int("M", M)
     seed = check.seed("seed", seed)
     trials = check.positive_int("trials", trials)
@@ -602,7 +615,9 @@ def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, 
     ties = check.choice("ties", ties, TIES)
     d_grid = check.int_array("d_grid", d_grid)
     N = _probabilities(p, normalised=False).size
-    qs = [np.asarray(q.cpu() if isinstance(q, torch.Tensor) else q, dtype=np.float64) for q in qs]
+    qs = [_weight_array(q, name) for q, name in zip(qs, names, strict=True)]
+    for q, name in zip(qs, names, strict=True):  # the shape check of population_error, before any draw
+        _weight_shape(q, name, N=N, trials=trials, n_grid=d_grid.size)
     D = int(d_grid.max())
     check.budget("trials", work=2.0 * trials * (N + M) * D * (M + len(qs) * d_grid.size),
                  formula="trials x (N + M) x d_max x (M + schemes x len(d_grid)) for the draws and products")
@@ -615,8 +630,8 @@ def error_scans(qs, p, labels, M: int, d_grid, seed: int, *, trials: int = 100, 
                                  dtype=dtype, device=device)
         chunk_qs = [q[first:first + size] if q.ndim >= 2 and q.shape[0] == trials and trials > 1 else q
                     for q in qs]
-        results.append([err.cpu() for err in population_errors(chunk_qs, p, labels, E, U, d_grid, kind=kind,
-                                                               ties=ties)])
+        results.append([err.cpu() for err in _population_errors(chunk_qs, names, p, labels, E, U, d_grid,
+                                                                kind=kind, ties=ties)])
         del E, U
     return [torch.cat(per_q) for per_q in zip(*results, strict=True)]
 
@@ -796,7 +811,7 @@ def _labels(labels, N: int, M: int, device) -> torch.Tensor:
 
 
 def _probabilities(p, *, N: int | None = None, normalised: bool = True) -> np.ndarray:
-    p = np.asarray(p.cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
+    p = check.real_array("p", p)  # strings, None, NaN and empty arrays refused by name
     if p.ndim != 1 or p.size == 0:
         raise ValueError(f"p must be a non-empty 1-D array of probabilities, got shape {p.shape}")
     if N is not None and p.size != N:
@@ -828,19 +843,45 @@ def _d_grid(d_grid, D: int) -> list[int]:
     return [int(d) for d in d_grid]
 
 
-def _weights(q, E: torch.Tensor, *, n_grid: int) -> torch.Tensor:
-    """``q`` as a tensor of shape ``(trials or 1, n_grid or 1, N)`` in E's dtype and device."""
+def _weights(q, E: torch.Tensor, *, n_grid: int, name: str = "q") -> torch.Tensor:
+    """``q`` as a tensor of shape ``(trials or 1, n_grid or 1, N)`` in E's dtype and device; errors name
+    the caller's ``name`` for it."""
     trials, N = E.shape[0], E.shape[1]
-    q = q.cpu().numpy() if isinstance(q, torch.Tensor) else np.asarray(q, dtype=np.float64)
+    q = _weight_shape(q.cpu().numpy() if isinstance(q, torch.Tensor) else _weight_array(q, name), name,
+                      N=N, trials=trials, n_grid=n_grid)
+    if not np.isfinite(q).all():
+        raise ValueError(f"{name} must be finite")
+    return torch.as_tensor(q).to(dtype=E.dtype, device=E.device).expand(trials, -1, -1)
+
+
+def _weight_array(q, name: str) -> np.ndarray:
+    """A weighting as a float64 array (booleans read as 0/1), refused by ``name`` when it is not real."""
+    if isinstance(q, torch.Tensor):
+        q = q.detach().cpu().numpy()
+    if isinstance(q, np.ndarray) and q.dtype == bool:
+        q = q.astype(np.float64)
+    return check.real_array(name, q)
+
+
+def _weight_shape(q: np.ndarray, name: str, *, N: int, trials: int, n_grid: int) -> np.ndarray:
+    """``q`` viewed as ``(trials or 1, n_grid or 1, N)``, or a ``ValueError`` naming ``name``."""
     if q.ndim == 1:
         q = q[None, None]
     elif q.ndim == 2:
         q = q[:, None]
     ok = (q.ndim == 3 and q.shape[-1] == N and q.shape[0] in (1, trials) and q.shape[1] in (1, n_grid))
     if not ok:
-        raise ValueError(f"q must have shape (N,), (trials, N) or (trials, len(d_grid), N) with "
+        raise ValueError(f"{name} must have shape (N,), (trials, N) or (trials, len(d_grid), N) with "
                          f"N={N}, trials={trials}, len(d_grid)={n_grid} (size-1 axes broadcast), "
                          f"got {tuple(q.shape)}")
-    if not np.isfinite(q).all():
-        raise ValueError("q must be finite")
-    return torch.as_tensor(q).to(dtype=E.dtype, device=E.device).expand(trials, -1, -1)
+    return q
+
+
+def _weight_list(qs) -> list:
+    """``qs`` as a list of weightings: a non-empty collection of them (an array is one weighting, not a
+    list)."""
+    if isinstance(qs, (np.ndarray, torch.Tensor, str, bytes)) or not hasattr(qs, "__iter__") \
+            or not hasattr(qs, "__len__") or not len(qs):
+        raise TypeError(f"qs must be a non-empty list of weightings (use population_error or error_scan for "
+                        f"one), got {type(qs).__name__}")
+    return list(qs)

@@ -287,3 +287,35 @@ def test_registered_sweep_experiment_returns_rows():
     rows = memory.error_vs_d(N=50, d_min=5, d_max=40, n_d=3, trials=2, scheme="power")
     assert [row["d"] for row in rows] == [5, 14, 40]
     assert all(0 <= row["error_mean"] <= 1 for row in rows)
+
+
+# --- issue 13: every error names the caller's parameter (q, qs[i], p), before any draw
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda p, l, E, U: memory.error_scans(None, p, l, M, [4], seed=0, trials=2), TypeError, "qs must be a non-empty list"),
+    (lambda p, l, E, U: memory.error_scans("x", p, l, M, [4], seed=0, trials=2), TypeError, "qs must be a non-empty list"),
+    (lambda p, l, E, U: memory.error_scans([p, ["a"] * N], p, l, M, [4], seed=0, trials=2), TypeError, r"qs\[1\] must be a real"),
+    (lambda p, l, E, U: memory.error_scans([np.where(p > 0.1, np.nan, p)], p, l, M, [4], seed=0, trials=2),
+     ValueError, r"qs\[0\] must be finite"),
+    (lambda p, l, E, U: memory.error_scans([p.reshape(1, 1, 1, N)], p, l, M, [4], seed=0, trials=2),
+     ValueError, r"qs\[0\] must have shape"),
+    (lambda p, l, E, U: memory.error_scan(p[None, None, None], p, l, M, [4], seed=0, trials=2), ValueError, "q must have shape"),
+    (lambda p, l, E, U: memory.error_scan("x", p, l, M, [4], seed=0, trials=2), TypeError, "q must be a real"),
+    (lambda p, l, E, U: memory.error_scan(p, ["a"] * N, l, M, [4], seed=0, trials=2), TypeError, "p must be a real"),
+    (lambda p, l, E, U: memory.power_weights("x", 1.0), TypeError, "p must be a real"),
+    (lambda p, l, E, U: memory.population_error(p[:-1], p, l, E, U), ValueError, "q must have shape"),
+    (lambda p, l, E, U: memory.population_errors([p, p[:-1]], p, l, E, U), ValueError, r"qs\[1\] must have shape"),
+])
+def test_errors_name_the_callers_parameter(setup, call, error, message):
+    p, labels, E, U = setup
+    with pytest.raises(error, match=message):
+        call(p, labels, E, U)
+
+
+def test_population_errors_takes_any_collection_of_weightings(setup):
+    p, labels, E, U = setup
+    weights = {"power": p, "seen": p > 0.01}  # dict values, and a boolean mask read as 0/1
+    from_values = memory.population_errors(weights.values(), p, labels, E, U)
+    from_list = memory.population_errors([p, (p > 0.01).astype(np.float64)], p, labels, E, U)
+    for a, b in zip(from_values, from_list, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same kernels on the same shapes
