@@ -45,6 +45,7 @@ __all__ = [
     "paper_gap",
     "balanced_data_size",
     "balanced_sizes",
+    "flag_diverged",
     "spread_windows",
     "normalised_states",
     "energy_profile",
@@ -144,14 +145,16 @@ class CausalTransformer(nn.Module):
         """
         return self.head(self.hidden(tokens))
 
-    def _check_tokens(self, tokens) -> torch.Tensor:
+    def _check_tokens(self, tokens, name: str = "tokens") -> torch.Tensor:
+        """``tokens`` checked as a ``(batch, T)`` integer tensor the model accepts; errors say ``name``."""
         if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"tokens must be an integer torch.Tensor, got {type(tokens).__name__}")
-        if tokens.ndim != 2 or not 1 <= tokens.shape[1] <= self.context:
-            raise ValueError(f"tokens must have shape (batch, T) with 1 <= T <= context={self.context}, "
-                             f"got {tuple(tokens.shape)}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(f"tokens must lie in [0, {self.vocab_size - 1}]")
+            kind = type(tokens).__name__ if not isinstance(tokens, torch.Tensor) else f"a {tokens.dtype} tensor"
+            raise TypeError(f"{name} must be an integer torch.Tensor, got {kind}")
+        if tokens.ndim != 2 or tokens.shape[0] < 1 or not 1 <= tokens.shape[1] <= self.context:
+            raise ValueError(f"{name} must have shape (batch, T) with batch >= 1 and 1 <= T <= "
+                             f"context={self.context}, got {tuple(tokens.shape)}")
+        if tokens.min() < 0 or tokens.max() >= self.vocab_size:
+            raise ValueError(f"{name} must lie in [0, {self.vocab_size - 1}]")
         return tokens
 
 
@@ -254,7 +257,7 @@ def spread_subset(tokens, n_tokens: int, chunk: int) -> np.ndarray:
     chunk : int
         Length of each contiguous chunk, :math:`\\ge 1`.
     """
-    tokens = np.asarray(tokens)
+    tokens = check.int_array("tokens", tokens, minimum=0)
     n_tokens = check.positive_int("n_tokens", n_tokens)
     chunk = check.positive_int("chunk", chunk)
     if n_tokens >= len(tokens):
@@ -270,11 +273,12 @@ def _windows(stream: torch.Tensor, starts: torch.Tensor, context: int, device):
     return chunk[:, :-1], chunk[:, 1:]
 
 
-def _as_stream(tokens, context: int) -> torch.Tensor:
+def _as_stream(tokens, context: int, name: str = "tokens") -> torch.Tensor:
+    """``tokens`` as a 1-D int64 tensor longer than ``context + 1``; errors name the caller's ``name``."""
     context = check.positive_int("context", context)
-    stream = torch.as_tensor(check.int_array("tokens", tokens, minimum=0))
+    stream = torch.as_tensor(check.int_array(name, tokens, minimum=0))
     if stream.ndim != 1 or len(stream) < context + 2:
-        raise ValueError(f"tokens must be a 1-D stream longer than context + 1 = {context + 1}, "
+        raise ValueError(f"{name} must be a 1-D stream longer than context + 1 = {context + 1}, "
                          f"got shape {tuple(stream.shape)}")
     return stream
 
@@ -282,6 +286,13 @@ def _as_stream(tokens, context: int) -> torch.Tensor:
 def _checked_model(model) -> None:
     if not isinstance(model, CausalTransformer):
         raise TypeError(f"model must be a CausalTransformer, got {type(model).__name__}")
+
+
+def _checked_run(run) -> None:
+    if not isinstance(run, TrainingRun):
+        raise TypeError(f"run must be a TrainingRun, got {type(run).__name__}")
+    if not run.val_loss:
+        raise ValueError("run has no evaluations")
 
 
 @torch.no_grad()
@@ -312,12 +323,16 @@ def evaluate_loss(model: CausalTransformer, tokens, *, n_windows: int = 64, min_
     if min_position >= model.context:
         raise ValueError(f"min_position must be < context={model.context}, got {min_position}")
     stream = _as_stream(tokens, model.context)
+    batch_size = check.positive_int("batch_size", batch_size)
+    check.budget("n_windows", nbytes=8.0 * n_windows * (2 + model.context), formula="int64 window starts and "
+                 "the windows of one batch", work=2.0 * n_windows * model.context
+                 * sum(p.numel() for p in model.parameters()) + check.STEP_WORK * n_windows / batch_size)
     starts = torch.linspace(0, len(stream) - model.context - 1, n_windows).long()
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total = 0.0
-    for chunk in starts.split(check.positive_int("batch_size", batch_size)):
+    for chunk in starts.split(batch_size):
         inputs, targets = _windows(stream, chunk, model.context, device)
         logits = model(inputs)[:, min_position:]
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
@@ -337,8 +352,21 @@ class TrainingRun:
     batch_loss: list[float] = field(default_factory=list)
 
     @property
+    def best(self) -> int:
+        """Index of the evaluation with the smallest finite validation loss (the first on ties; 0 when
+        no loss is finite)."""
+        losses = np.asarray(self.val_loss, dtype=np.float64)
+        return int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
+
+    @property
     def min_val_loss(self) -> float:
-        return min(self.val_loss)
+        """The smallest finite validation loss."""
+        return self.val_loss[self.best]
+
+    @property
+    def diverged(self) -> bool:
+        """Whether the last evaluation's training or validation loss is not finite."""
+        return bool(self.val_loss) and not (math.isfinite(self.train_loss[-1]) and math.isfinite(self.val_loss[-1]))
 
 
 def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int = 1000,
@@ -349,6 +377,9 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
                          checkpoint: str | os.PathLike | None = None, progress: bool = True,
                          on_evaluate: Callable[[int, CausalTransformer], None] | None = None) -> TrainingRun:
     """Train ``model`` by AdamW on random windows of ``corpus.train`` and return its loss curves.
+
+    A run whose training or validation loss turns non-finite (it diverged: its parameters stay NaN or
+    inf from then on) stops at that evaluation, with ``TrainingRun.diverged`` true.
 
     Parameters
     ----------
@@ -446,7 +477,7 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
 
     if start == 0 and not run.steps:
         evaluate(0)
-    if _patience_spent(run, patience):
+    if _patience_spent(run, patience) or run.diverged:
         return run
     model.train()
     running = []
@@ -465,7 +496,7 @@ def train_language_model(model: CausalTransformer, corpus: Corpus, *, steps: int
             evaluate(step)
             if checkpoint is not None:
                 _save(checkpoint, model, optimizer, generator, settings, run, step)
-            if _patience_spent(run, patience):
+            if _patience_spent(run, patience) or run.diverged:
                 break
     return run
 
@@ -474,7 +505,7 @@ def _patience_spent(run: TrainingRun, patience: int | None) -> bool:
     """Whether the best validation loss is ``patience`` or more steps old at the last evaluation."""
     if patience is None or not run.val_loss:
         return False
-    return run.steps[-1] - run.steps[int(np.argmin(run.val_loss))] >= patience
+    return run.steps[-1] - run.steps[run.best] >= patience
 
 
 def _save(path, model, optimizer, generator, settings, run, step) -> None:
@@ -527,6 +558,8 @@ def last_layer_activations(model: CausalTransformer, tokens, n_sequences: int, s
     """
     _checked_model(model)
     n_sequences = check.positive_int("n_sequences", n_sequences)
+    check.budget("n_sequences", nbytes=8.0 * n_sequences * model.context * (2 + 2 * model.d_emb),
+                 formula="int64 windows and float64 activations of n_sequences x context x d_emb")
     generator = torch.Generator().manual_seed(check.seed("seed", seed))
     device = next(model.parameters()).device
     inputs, _ = sample_windows(tokens, model.context, n_sequences, generator, device)
@@ -550,7 +583,7 @@ def nearest_neighbour_distances(points) -> np.ndarray:
     numpy.ndarray, shape ``(m,)``
         Distance of each point to its nearest other point.
     """
-    x = torch.as_tensor(np.asarray(points, dtype=np.float64))
+    x = torch.as_tensor(check.real_array("points", points))
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"points must have shape (m, n) with m >= 2, got {tuple(x.shape)}")
     distances = torch.cdist(x, x)
@@ -570,9 +603,8 @@ def mean_squared_gap(run: TrainingRun, last_fraction: float = 0.5) -> float:
     last_fraction : float in (0, 1]
         Fraction of the evaluations, counted from the end, that the mean runs over.
     """
+    _checked_run(run)
     fraction = check.real("last_fraction", last_fraction, low=0.0, high=1.0, low_open=True)
-    if not run.val_loss:
-        raise ValueError("run has no evaluations")
     tail = np.asarray(run.train_loss[-max(1, round(fraction * len(run.train_loss))):])
     return float(np.mean((tail - run.min_val_loss) ** 2))
 
@@ -592,11 +624,10 @@ def paper_gap(run: TrainingRun, window: int = 1000) -> float:
     window : int
         Length of the window in optimiser steps (1000 in the paper).
     """
+    _checked_run(run)
     window = check.positive_int("window", window)
-    if not run.val_loss:
-        raise ValueError("run has no evaluations")
     steps, train = np.asarray(run.steps), np.asarray(run.train_loss)
-    best = int(np.argmin(run.val_loss))
+    best = run.best
     inside = (steps > steps[best]) & (steps <= steps[best] + window)
     if not inside.any():
         inside = steps >= steps[-1] - window
@@ -660,7 +691,8 @@ def balanced_sizes(table, *, sigma2: float = 0.04, gap: str = "gap_paper", inter
     -------
     pandas.DataFrame
         One row per ``(d_emb, seed)``: ``d_emb``, ``seed``, ``N``, ``D_star`` (``nan`` when no data
-        size of the grid is balanced) and ``sizes`` (how many data sizes the model was trained on).
+        size of the grid is balanced), ``sizes`` (how many data sizes the rule used) and ``diverged``
+        (how many were left out because their run diverged, :func:`flag_diverged`).
     """
     import pandas as pd
 
@@ -668,13 +700,55 @@ def balanced_sizes(table, *, sigma2: float = 0.04, gap: str = "gap_paper", inter
     missing = {"d_emb", "seed", "N", "D", gap} - set(table.columns)
     if missing:
         raise ValueError(f"table lacks the columns {sorted(missing)}")
+    table = flag_diverged(table)
     rows = []
     for (d, seed), group in table.groupby(["d_emb", "seed"], sort=True):
+        kept = group[~group.diverged]
         rows.append({"d_emb": int(d), "seed": int(seed), "N": int(group.N.iloc[0]),
-                     "D_star": balanced_data_size(group.D.to_numpy(), group[gap].to_numpy(), sigma2,
-                                                  interpolate=interpolate),
-                     "sizes": len(group)})
+                     "D_star": balanced_data_size(kept.D.to_numpy(), kept[gap].to_numpy(), sigma2,
+                                                  interpolate=interpolate) if len(kept) else float("nan"),
+                     "sizes": len(kept), "diverged": int(group.diverged.sum())})
     return pd.DataFrame(rows)
+
+
+# The losses of each experiment's rows; a row any of whose losses is not finite comes from a diverged run.
+LOSS_COLUMNS = {"nd_balance": ("min_val_loss", "final_train_loss", "gap_paper", "gap_book"),
+                "loss_floor": ("train_loss_all", "val_loss_filled")}
+
+
+def flag_diverged(table):
+    r"""``table`` (rows of :func:`nd_balance` or :func:`loss_floor`) with a boolean column ``diverged``:
+    true where one of the row's losses (:data:`LOSS_COLUMNS`) is NaN or infinite, i.e. training had
+    diverged by then (:func:`train_language_model` stops a run at the first non-finite loss).
+
+    The flag is a function of the losses, so it is derived here, when a table is loaded, rather than
+    stored by the experiments: the sweep cache keys an entry by the experiment's name, version and
+    configuration, and a stored column would need a new version, invalidating every finished run.
+    Load the tables through this function (:func:`balanced_sizes` does, and leaves diverged rows out).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows holding the loss columns of at least one of the experiments in :data:`LOSS_COLUMNS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``table`` with ``diverged`` (bool) added, or recomputed if present.
+    """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas.DataFrame, got {type(table).__name__}")
+    known = [c for cols in LOSS_COLUMNS.values() for c in cols]
+    columns = [c for c in known if c in table.columns]
+    if not columns:
+        raise ValueError(f"table holds none of the loss columns {known}")
+    try:
+        losses = table[columns].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"table's loss columns {columns} must be numbers") from None
+    return table.assign(diverged=~np.isfinite(losses).all(axis=1))
 
 
 def spread_windows(tokens, context: int, n_windows: int, device="cpu") -> torch.Tensor:
@@ -717,6 +791,8 @@ def normalised_states(model: CausalTransformer, windows: torch.Tensor) -> list[t
     windows : torch.Tensor of int, shape ``(B, T)``
         Token windows, e.g. from :func:`spread_windows`.
     """
+    _checked_model(model)
+    model._check_tokens(windows, "windows")
     was_training = model.training
     model.eval()
     states = model.residual_stream(windows)
@@ -757,14 +833,25 @@ def energy_profile(model: CausalTransformer, pattern_tokens, probe_tokens, *, n_
         ``energy_in``, ``energy_out`` (mean over probes of :math:`E_t(x_{t-1})` and :math:`E_t(x_t)`),
         ``lowered`` (fraction of probes with :math:`E_t(x_t) < E_t(x_{t-1})`), ``log_Z``,
         ``pattern_radius`` (:math:`r_t`): float64 arrays of length :math:`l`; ``global_energy`` (mean
-        over probes) and ``n`` (the dimension :math:`T d_{emb}`).
+        over probes) and ``n`` (the dimension :math:`T d_{emb}`). Every energy is ``nan`` when the
+        model's states are not finite (a diverged model, :func:`flag_diverged`).
     """
+    _checked_model(model)
+    pattern_tokens = _as_stream(pattern_tokens, model.context, "pattern_tokens")
+    probe_tokens = _as_stream(probe_tokens, model.context, "probe_tokens")
     n_patterns = check.positive_int("n_patterns", n_patterns, minimum=2)
     n_points = check.positive_int("n_points", n_points)
+    n = model.context * model.d_emb
+    check.budget("n_patterns, n_points", nbytes=8.0 * ((n_patterns + n_points) * n * (model.n_layers + 1)
+                                                       + n_patterns * (n_patterns + n_points)),
+                 formula="float64 states of every layer and the pattern distances")
     device = next(model.parameters()).device
     patterns = normalised_states(model, spread_windows(pattern_tokens, model.context, n_patterns, device))
     points = normalised_states(model, spread_windows(probe_tokens, model.context, n_points, device))
-    n = patterns[0].shape[1]
+    if not all(bool(torch.isfinite(h).all()) for h in patterns + points):  # a diverged model
+        empty = {key: np.full(model.n_layers, np.nan) for key in
+                 ("energy_in", "energy_out", "lowered", "log_Z", "pattern_radius")}
+        return {**empty, "global_energy": float("nan"), "n": n}
     energy_in, energy_out, radii = [], [], []
     for t in range(1, model.n_layers + 1):
         energy_in.append(layer_energy(points[t - 1], patterns[t]))
@@ -813,7 +900,9 @@ def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_he
         ``N`` (attention + feed-forward parameters), ``D`` (training tokens), ``steps_run``,
         ``step_min`` (step of the minimum validation loss), ``min_val_loss``, ``final_train_loss``,
         ``gap_paper`` (:func:`paper_gap`), ``gap_book`` (:func:`mean_squared_gap`), ``converged``
-        (1 when early stopping ended the run, 0 when the cap did) and ``seconds`` (wall clock).
+        (1 when early stopping ended the run, 0 when the cap or a divergence did) and ``seconds``
+        (wall clock). A diverged run has non-finite losses; :func:`flag_diverged` adds the ``diverged``
+        column to a loaded table (it is derived, not stored, so cached entries stay valid).
     """
     started = time.perf_counter()
     patience = check.positive_int("patience", patience)
@@ -822,7 +911,7 @@ def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_he
     run = train_language_model(model, data, steps=steps, batch_size=batch_size, lr=lr,
                                train_tokens=train_tokens, eval_every=eval_every, eval_windows=eval_windows,
                                patience=patience, seed=seed, progress=False)
-    best = int(np.argmin(run.val_loss))
+    best = run.best
     return {"N": parameter_counts(model)["paper"],
             "D": len(spread_subset(data.train, train_tokens, 16 * context)),
             "steps_run": run.steps[-1], "step_min": run.steps[best], "min_val_loss": run.min_val_loss,
@@ -867,7 +956,8 @@ def loss_floor(corpus: str = "grammar", d_emb: int = 64, n_layers: int = 2, n_he
         ``val_loss_filled`` (validation loss at positions >= ``min_position``, the book's),
         ``entropy_rate`` (exact, ``nan`` if unknown), and the layer's :func:`energy_profile`
         entries ``energy_in``, ``energy_out``, ``lowered``, ``log_Z``, ``pattern_radius``, with the
-        step's ``global_energy`` and the dimension ``n``.
+        step's ``global_energy`` and the dimension ``n``. A diverged run ends at its first non-finite
+        loss; :func:`flag_diverged` adds the ``diverged`` column to a loaded table.
     """
     data = named_corpus(corpus)
     model = CausalTransformer(data.vocab_size, d_emb, n_layers, n_heads, context, seed=seed, device=device)

@@ -281,3 +281,97 @@ def test_balanced_sizes_applies_the_rule_per_model():
         tf.balanced_sizes(table.drop(columns="D"))
     with pytest.raises(ValueError, match="gap"):
         tf.balanced_sizes(table, gap="gap")
+
+
+def test_a_diverging_run_stops_and_is_flagged_on_load():
+
+    from assocmem.sweep import run_sweep
+
+    # AdamW at lr = 1e6 drives a width-4 model to NaN within 25 steps; lr = 2e-3 trains normally
+    settings = dict(d_emb=4, n_layers=1, steps=200, patience=100, window=100, train_tokens=2048, eval_every=25,
+                    eval_windows=8)
+    table = run_sweep("nd_balance", [{**settings, "lr": 1e6}, {**settings, "lr": 2e-3}], cache=False,
+                      progress=False)
+    assert "diverged" not in table.columns  # derived on load, never stored (cache entries stay valid)
+    flagged = tf.flag_diverged(table)
+    assert list(flagged.diverged) == [True, False]
+    bad, good = flagged.iloc[0], flagged.iloc[1]
+    assert np.isnan(bad.final_train_loss) and np.isnan(bad.gap_paper)
+    # it stopped at the evaluation that found the NaN, not converged; the minimum is the finite one at step 0
+    assert bad.steps_run == 25 and bad.converged == 0 and bad.step_min == 0 and np.isfinite(bad.min_val_loss)
+    assert good.steps_run == 200 and np.isfinite([good.final_train_loss, good.gap_paper]).all()
+    # read as two data sizes of one model, the rule leaves the diverged one out and counts it
+    stars = tf.balanced_sizes(flagged.assign(D=[1000, 2000], seed=0), sigma2=1.0)
+    assert stars.sizes.iloc[0] == 1 and stars.diverged.iloc[0] == 1 and stars.D_star.iloc[0] == 2000
+
+
+def test_a_diverging_loss_floor_run_ends_with_flagged_rows():
+    import pandas as pd
+
+    rows = pd.DataFrame(tf.loss_floor(corpus="grammar-small", d_emb=8, n_heads=2, context=8, steps=100,
+                                      eval_every=10, eval_windows=4, min_position=4, energy_patterns=6,
+                                      energy_points=3, lr=1e6))
+    flagged = tf.flag_diverged(rows)
+    assert list(flagged.step) == [0, 0, 10, 10]  # two layers; stopped at the first NaN evaluation
+    assert list(flagged.diverged) == [False, False, True, True]
+    assert flagged[flagged.diverged][["energy_out", "global_energy", "log_Z"]].isna().all().all()
+    assert np.isfinite(flagged[~flagged.diverged][["energy_out", "global_energy", "log_Z"]]).all().all()
+
+
+def test_flag_diverged_reads_every_loss_column_and_refuses_other_tables():
+    import pandas as pd
+
+    table = pd.DataFrame({"min_val_loss": [1.0, 1.0, 1.0, 1.0], "final_train_loss": [1.0, np.inf, 1.0, 1.0],
+                          "gap_paper": [0.1, 0.1, np.nan, 0.1], "gap_book": [0.1, 0.1, 0.1, -np.inf]})
+    assert list(tf.flag_diverged(table).diverged) == [False, True, True, True]
+    assert list(tf.flag_diverged(table.iloc[[0]].assign(diverged=True)).diverged) == [False]  # recomputed
+    with pytest.raises(ValueError, match="table"):
+        tf.flag_diverged(pd.DataFrame({"x": [1.0]}))
+    with pytest.raises(TypeError, match="table"):
+        tf.flag_diverged([{"gap_paper": 1.0}])
+
+
+def test_training_run_best_ignores_non_finite_losses():
+    run = tf.TrainingRun(steps=[0, 10, 20], train_loss=[2.0, 1.5, np.nan], val_loss=[2.0, 1.6, np.nan])
+    assert run.best == 1 and run.min_val_loss == 1.6 and run.diverged
+    # the window after the best evaluation holds only the NaN one: the gap is NaN, never a number
+    assert np.isnan(tf.paper_gap(run, window=10)) and np.isnan(tf.mean_squared_gap(run))
+    finite = tf.TrainingRun(steps=[0, 10, 20], train_loss=[2.0, 1.5, 1.4], val_loss=[2.0, 1.6, 1.7])
+    assert finite.best == 1 and not finite.diverged
+
+
+# Regression tests of the fuzz findings (tests/fuzz_known.json): each hostile call ends in a clear error
+# naming the caller's parameter, before any work.
+def _fuzz_model():
+    return tf.CausalTransformer(7, d_emb=8, n_layers=1, n_heads=2, context=8, seed=0)
+
+
+TOKENS = np.random.default_rng(1).integers(0, 7, 400)
+
+
+@pytest.mark.parametrize("call, error, name", [
+    (lambda m: tf.spread_subset(None, 100, 16), TypeError, "tokens"),
+    (lambda m: tf.spread_subset("x", 100, 16), TypeError, "tokens"),
+    (lambda m: tf.spread_subset(np.array([1.0, np.nan, 2.0]), 2, 1), TypeError, "tokens"),
+    (lambda m: tf.evaluate_loss(m, TOKENS, n_windows=10**12), ValueError, "n_windows"),
+    (lambda m: tf.last_layer_activations(m, TOKENS, 10**12), ValueError, "n_sequences"),
+    (lambda m: tf.mean_squared_gap(None), TypeError, "run"),
+    (lambda m: tf.paper_gap("x"), TypeError, "run"),
+    (lambda m: tf.normalised_states(None, torch.zeros(2, 8, dtype=torch.long)), TypeError, "model"),
+    (lambda m: tf.normalised_states("x", torch.zeros(2, 8, dtype=torch.long)), TypeError, "model"),
+    (lambda m: tf.normalised_states(m, torch.zeros(0, 8, dtype=torch.long)), ValueError, "windows"),
+    (lambda m: tf.normalised_states(m, None), TypeError, "windows"),
+    (lambda m: tf.normalised_states(m, torch.zeros(2, 8)), TypeError, "windows"),
+    (lambda m: tf.normalised_states(m, np.zeros((1, 1, 8), dtype=np.int64)), TypeError, "windows"),
+    (lambda m: tf.energy_profile(None, TOKENS, TOKENS), TypeError, "model"),
+    (lambda m: tf.energy_profile(m, None, TOKENS), TypeError, "pattern_tokens"),
+    (lambda m: tf.energy_profile(m, TOKENS, TOKENS[:0]), ValueError, "probe_tokens"),
+    (lambda m: tf.energy_profile(m, TOKENS.reshape(1, 1, -1), TOKENS), ValueError, "pattern_tokens"),
+    (lambda m: tf.energy_profile(m, TOKENS, np.where(TOKENS > 3, np.nan, TOKENS)), TypeError, "probe_tokens"),
+    (lambda m: tf.energy_profile(m, TOKENS, TOKENS, n_patterns=10**12), ValueError, "n_patterns"),
+    (lambda m: tf.energy_profile(m, TOKENS, TOKENS, n_points=10**12), ValueError, "n_points"),
+    (lambda m: tf.nearest_neighbour_distances([[0.0, np.nan], [1.0, 2.0]]), ValueError, "points"),
+])
+def test_hostile_inputs_name_the_parameter(call, error, name):
+    with pytest.raises(error, match=rf"\b{name}\b"):
+        call(_fuzz_model())
