@@ -341,8 +341,10 @@ def test_modern_retrieve_broadcasts_states_over_the_patterns_batch():
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda: hf.fixed_point_census(torch.ones(1, 1, 4, 6), [1.0], queries=4, steps=2), r"patterns must have shape \(N, d\)"),
-    (lambda: hf.fixed_point_census(torch.randn(4, 6), [1.0], queries=10**12), "queries, steps, betas: .*ASSOCMEM_MAX_BYTES"),
+    (lambda: hf.fixed_point_census(torch.ones(1, 1, 4, 6), [1.0], queries=4, steps=2),
+     r"patterns must have shape \(N, d\)"),
+    (lambda: hf.fixed_point_census(torch.randn(4, 6), [1.0], queries=10**12),
+     "queries, steps, betas: .*ASSOCMEM_MAX_BYTES"),
     (lambda: hf.fixed_point_census(torch.randn(4, 6), [1.0, 0.0], queries=4), "betas must all be > 0"),
     (lambda: hf.thresholded_memory_error([8], 6, M=10**12), "N, M, d, trials, chunk: this call needs"),
     (lambda: hf.modern_capacity([6], max_patterns=10**12, trials=2, probes=4), "max_patterns, d, trials, probes"),

@@ -291,17 +291,23 @@ def test_registered_sweep_experiment_returns_rows():
 
 # --- issue 13: every error names the caller's parameter (q, qs[i], p), before any draw
 
+def _scans(qs, p, labels):
+    return memory.error_scans(qs, p, labels, M, [4], seed=0, trials=2)
+
+
+def _scan(q, p, labels):
+    return memory.error_scan(q, p, labels, M, [4], seed=0, trials=2)
+
+
 @pytest.mark.parametrize(("call", "error", "message"), [
-    (lambda p, l, E, U: memory.error_scans(None, p, l, M, [4], seed=0, trials=2), TypeError, "qs must be a non-empty list"),
-    (lambda p, l, E, U: memory.error_scans("x", p, l, M, [4], seed=0, trials=2), TypeError, "qs must be a non-empty list"),
-    (lambda p, l, E, U: memory.error_scans([p, ["a"] * N], p, l, M, [4], seed=0, trials=2), TypeError, r"qs\[1\] must be a real"),
-    (lambda p, l, E, U: memory.error_scans([np.where(p > 0.1, np.nan, p)], p, l, M, [4], seed=0, trials=2),
-     ValueError, r"qs\[0\] must be finite"),
-    (lambda p, l, E, U: memory.error_scans([p.reshape(1, 1, 1, N)], p, l, M, [4], seed=0, trials=2),
-     ValueError, r"qs\[0\] must have shape"),
-    (lambda p, l, E, U: memory.error_scan(p[None, None, None], p, l, M, [4], seed=0, trials=2), ValueError, "q must have shape"),
-    (lambda p, l, E, U: memory.error_scan("x", p, l, M, [4], seed=0, trials=2), TypeError, "q must be a real"),
-    (lambda p, l, E, U: memory.error_scan(p, ["a"] * N, l, M, [4], seed=0, trials=2), TypeError, "p must be a real"),
+    (lambda p, l, E, U: _scans(None, p, l), TypeError, "qs must be a non-empty list"),
+    (lambda p, l, E, U: _scans("x", p, l), TypeError, "qs must be a non-empty list"),
+    (lambda p, l, E, U: _scans([p, ["a"] * N], p, l), TypeError, r"qs\[1\] must be a real"),
+    (lambda p, l, E, U: _scans([np.where(p > 0.1, np.nan, p)], p, l), ValueError, r"qs\[0\] must be finite"),
+    (lambda p, l, E, U: _scans([p.reshape(1, 1, 1, N)], p, l), ValueError, r"qs\[0\] must have shape"),
+    (lambda p, l, E, U: _scan(p[None, None, None], p, l), ValueError, "q must have shape"),
+    (lambda p, l, E, U: _scan("x", p, l), TypeError, "q must be a real"),
+    (lambda p, l, E, U: _scan(p, ["a"] * N, l), TypeError, "p must be a real"),
     (lambda p, l, E, U: memory.power_weights("x", 1.0), TypeError, "p must be a real"),
     (lambda p, l, E, U: memory.population_error(p[:-1], p, l, E, U), ValueError, "q must have shape"),
     (lambda p, l, E, U: memory.population_errors([p, p[:-1]], p, l, E, U), ValueError, r"qs\[1\] must have shape"),
