@@ -125,3 +125,29 @@ def test_counting_capacity_is_covers_count_for_two_classes():
     assert np.allclose(th.counting_capacity([64], 64), 2 * 63 * 64 / 6)
     with pytest.raises(ValueError, match="M"):
         th.counting_capacity(d, 1)
+
+
+# --- issue 13: the grid's errors name T_grid and bits_grid
+
+@pytest.mark.parametrize(("T_grid", "bits_grid", "error", "message"), [
+    (None, [1.0], TypeError, "T_grid must be a number"),
+    ("x", [1.0], TypeError, "T_grid must be a number"),
+    (["a"], [1.0], TypeError, "T_grid must be a number"),
+    ([10, np.nan], [1.0], ValueError, "T_grid must be a non-negative integer or inf, got nan"),
+    ([[[10, 20]]], [1.0], ValueError, "T_grid must be a number or a non-empty 1-D"),
+    ([10], None, TypeError, "bits_grid must be a number"),
+    ([10], ["a"], TypeError, "bits_grid must be a number"),
+    ([10], [1.0, np.nan], ValueError, "bits_grid must be finite"),
+    ([10], [[[1.0]]], ValueError, "bits_grid must be a number or a non-empty 1-D"),
+])
+def test_minimax_lower_bound_grid_names_its_grids(T_grid, bits_grid, error, message):
+    with pytest.raises(error, match=message):
+        th.minimax_lower_bound_grid(zipf.zipf_probs(12, 1.5), 3, T_grid, bits_grid)
+
+
+def test_minimax_lower_bound_grid_is_the_pointwise_bound():
+    p = zipf.zipf_probs(12, 1.5)
+    grid = th.minimax_lower_bound_grid(p, 3, [10, np.inf], 4.0)   # a scalar bits_grid is one column
+    assert grid.shape == (2, 1)
+    assert grid[0, 0] == th.minimax_lower_bound(p, 3, 10, 4.0)    # the very same computation
+    assert grid[1, 0] == th.minimax_lower_bound(p, 3, np.inf, 4.0)

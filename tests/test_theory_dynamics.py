@@ -94,3 +94,21 @@ def test_schedule_per_step_learning_rates():
 def test_validation(call, error):
     with pytest.raises(error):
         call()
+
+
+# --- issue 13: bad lr/M named before the loop; a huge n or steps refused before allocating
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"lr": "x"}, TypeError, "lr must be a real number"),
+    ({"lr": None}, TypeError, "lr must be a real number"),
+    ({"M": 1}, ValueError, "M must be an integer >= 2"),
+    ({"n": 10**12}, ValueError, "n: this call needs about"),
+])
+def test_visits_map_refuses_by_name(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        dynamics.visits_map(**{"n": 10, "lr": 0.5, "M": 3, **kwargs})
+
+
+def test_population_q_refuses_a_huge_number_of_steps_by_name():
+    with pytest.raises(ValueError, match="steps, probs: this call needs about .* ASSOCMEM_MAX_BYTES"):
+        dynamics.population_q(zipf.zipf_probs(12, 1.5), 0.1, 3, 10**12)

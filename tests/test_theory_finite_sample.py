@@ -97,3 +97,19 @@ def test_overflow_dimension_grows_with_the_number_of_distinct_tokens():
 def test_invalid_inputs_raise_named_errors(call, error):
     with pytest.raises(error):
         call()
+
+
+# --- issue 13: N validated before use; a law beyond float64 refused by name
+
+@pytest.mark.parametrize(("N", "error"), [("x", TypeError), (None, TypeError), (0, ValueError)])
+def test_threshold_lost_mass_names_N(N, error):
+    with pytest.raises(error, match="N must be an integer"):
+        th.threshold_lost_mass(N, 1.5, [24], [10])
+
+
+def test_threshold_error_law_beyond_float64_is_refused_by_name():
+    with pytest.raises(ValueError, match="alpha, d, ratio: the tail law"):
+        th.threshold_error_law(1e300, [6], [10], ratio=12.0)   # P = 1/2: 2^(1e300)
+    # above P = 1 the same alpha is legal and the tail is 0: only the data term is left
+    law = th.threshold_error_law(1e300, [24], [10], ratio=12.0)
+    np.testing.assert_array_equal(law, zipf.expected_unseen_mass_law(1e300, [10])[:, None])

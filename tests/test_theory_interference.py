@@ -71,3 +71,42 @@ def test_predicted_error_edge_cases():
     assert 0.0 < sphere[0] < 1.0
     with pytest.raises(ValueError, match="q must"):
         th.predicted_error(np.ones(3), p, labels, [5])
+
+
+# --- issue 13: d and kind checked before the quadrature; cost and overflow refused by name
+
+def _small_model():
+    p = zipf.zipf_probs(12, 1.5)
+    return p, p, np.arange(12) % 3
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"d": -1}, ValueError, "d must be an integer >= 1"),
+    ({"d": np.nan}, TypeError, "d must be an integer"),
+    ({"d": "x"}, TypeError, "d must be an integer"),
+    ({"d": None}, TypeError, "d must be an integer"),
+    ({"kind": np.array(["a", "b"])}, ValueError, "kind must be one of"),
+    ({"norm_nodes": 10**12}, ValueError, "norm_nodes: this call needs about"),
+])
+def test_token_error_probability_refuses_by_name(kwargs, error, message):
+    q, _, labels = _small_model()
+    with pytest.raises(error, match=message):
+        th.token_error_probability(**{"q": q, "labels": labels, "d": 6, **kwargs})
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"kind": np.array(["a", "b"])}, "kind must be one of"),
+    ({"norm_nodes": 10**12}, "norm_nodes: this call needs about"),
+])
+def test_predicted_error_refuses_by_name(kwargs, message):
+    q, p, labels = _small_model()
+    with pytest.raises(ValueError, match=message):
+        th.predicted_error(q, p, labels, [4, 8], **kwargs)
+
+
+def test_score_moments_overflow_is_refused_by_name():
+    q, _, labels = _small_model()
+    with pytest.raises(ValueError, match="q, output_norm: the score variances exceed"):
+        th.score_moments(q, labels, 6, output_norm=1e300)
+    with pytest.raises(ValueError, match="q, output_norm: the score variances exceed"):
+        th.score_moments(q * 1e200, labels, 6)

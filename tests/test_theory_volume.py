@@ -128,3 +128,32 @@ def test_radius_at_unit_partition_is_nan_when_no_radius_suffices():
     assert np.isnan(volume.radius_at_unit_partition(1, 0.5))
     np.testing.assert_allclose(volume.radius_at_unit_partition([2, 2], [1.0, 4.0]),
                                [np.sqrt(-np.log(1 - 1 / np.pi)), np.sqrt(-np.log(1 - 1 / (4 * np.pi)))], rtol=1e-10)
+
+
+# --- issue 13: a huge radius or dimension is computed, not refused or hung on
+
+def test_ball_gaussian_integral_of_a_huge_radius_is_the_whole_gaussian_mass():
+    # r**2 overflows for r > 1.3e154; the integral is then pi^(n/2) to float64 (P(n/2, r^2) = 1)
+    n = np.array([1, 6, 100])
+    np.testing.assert_array_equal(volume.log_ball_gaussian_integral(n, 1e300), 0.5 * n * np.log(np.pi))
+    big = volume.log_ball_gaussian_integral(n, 1e150)  # r**2 = 1e300 is finite: the ordinary path
+    np.testing.assert_array_equal(big, 0.5 * n * np.log(np.pi))
+
+
+def test_series_term_count_is_the_fewer_of_two_valid_bounds():
+    # the geometric bound applies at the theory radius, x / (a + 1) ~ 1 / (pi e); the result must
+    # agree with scipy's gammainc where that does not underflow (relative 1e-13: a sum of terms
+    # each correct to a few ulp)
+    n = np.array([10.0, 100.0, 1000.0])
+    x = (n / (2 * np.pi * np.e))
+    got = volume.log_lower_gamma_regularized(n / 2, x)
+    np.testing.assert_allclose(got, np.log(special.gammainc(n / 2, x)), rtol=1e-13)
+
+
+def test_radius_at_unit_partition_in_a_huge_dimension_solves_its_equation():
+    r = volume.radius_at_unit_partition(10**12, 8)   # a few hundred series terms per step, not millions
+    # the root solves n_p I_n(r) = 1 to the bisection's relative width 1e-13 in r; d log I / d log r <= n
+    # (the volume's slope), so |log(n_p I_n(r))| <= 1e-13 n, plus rounding of terms of size n
+    assert volume.log_ball_gaussian_integral(10**12, r) + np.log(8) == pytest.approx(0.0, abs=2e-13 * 10**12)
+    # ... and lies above the volume bound's root (I_n <= V_n)
+    assert r >= volume.radius_at_unit_partition(10**12, 8, exact=False)

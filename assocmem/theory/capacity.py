@@ -268,9 +268,25 @@ def minimax_lower_bound_grid(p, M: int, T_grid, bits_grid) -> np.ndarray:
     bits_grid : sequence of float
         Memory sizes in bits.
     """
-    T_grid = np.atleast_1d(np.asarray(T_grid, dtype=np.float64))
-    bits_grid = np.atleast_1d(np.asarray(bits_grid, dtype=np.float64))
+    p = _probabilities(p, None)
+    M = check.positive_int("M", M, minimum=2)
+    T_grid = np.array([_samples(T, "T_grid") for T in _grid("T_grid", T_grid)])
+    bits_grid = np.array([check.real("bits_grid", float(B), low=0.0) for B in _grid("bits_grid", bits_grid)])
+    check.budget("T_grid, bits_grid", work=T_grid.size * bits_grid.size * (100.0 * 10 * p.size + 1e5),
+                 formula="len(T_grid) x len(bits_grid) bounded searches of about 100 evaluations of N terms")
     return np.array([[minimax_lower_bound(p, M, T, float(B)) for B in bits_grid] for T in T_grid])
+
+
+def _grid(name: str, values) -> np.ndarray:
+    """A scalar or non-empty 1-D sequence of real numbers (inf allowed), as float64; refused by name."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"{name} must be a number or a 1-D sequence of numbers, got {values!r:.60}")
+    arr = np.atleast_1d(np.asarray(values))
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a number or a 1-D sequence of numbers, got {values!r:.60}")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a number or a non-empty 1-D sequence, got shape {arr.shape}")
+    return arr.astype(np.float64)
 
 
 def free_parameters(d, M: int) -> np.ndarray:
@@ -354,13 +370,13 @@ def _dimensions(d) -> np.ndarray:
     return d.astype(np.float64)
 
 
-def _samples(T) -> float:
+def _samples(T, name: str = "T") -> float:
     if isinstance(T, bool):
-        raise TypeError(f"T must be a non-negative number of samples, got {T!r}")
+        raise TypeError(f"{name} must be a non-negative number of samples, got {T!r}")
     try:
         T = float(T)
     except (TypeError, ValueError):
-        raise TypeError(f"T must be a non-negative number of samples, got {T!r}") from None
+        raise TypeError(f"{name} must be a non-negative number of samples, got {T!r}") from None
     if np.isnan(T) or T < 0 or (np.isfinite(T) and T != int(T)):
-        raise ValueError(f"T must be a non-negative integer or inf, got {T}")
+        raise ValueError(f"{name} must be a non-negative integer or inf, got {T}")
     return T

@@ -69,11 +69,15 @@ def visits_map(n, lr: float, M: int, *, form: str = "paper") -> np.ndarray:
         The map of the module's notes (see :func:`minibatch_q`).
     """
     check.choice("form", form, FORMS)
+    lr = check.real("lr", lr, low=0.0, low_open=True)
+    M = check.positive_int("M", M, minimum=2)
     n = np.asarray(n)
     if n.size and (not np.issubdtype(n.dtype, np.integer) or n.min() < 0):
         raise ValueError("n must contain non-negative integers")
     boost = M / (M - 1) if form == "symmetric" else 1.0
     top = int(n.max()) if n.size else 0
+    check.budget("n", nbytes=8.0 * (top + 1), work=top * 1e5,
+                 formula="max(n) sequential visits, each an interpreted step, and a float64 table of max(n)")
     values = np.zeros(top + 1)
     for k in range(top):
         values[k + 1] = one_visit(values[k], boost * lr, M)
@@ -146,6 +150,8 @@ def population_q(probs, lr: float, M: int, steps: int, *, form: str = "paper") -
     if probs.ndim != 1 or probs.min() < 0:
         raise ValueError("probs must be a 1-D array of probabilities")
     steps = check.positive_int("steps", steps)
+    check.budget("steps, probs", nbytes=24.0 * (steps + 1) * probs.size, work=steps * (20.0 * probs.size + 1e5),
+                 formula="the (steps + 1) x N trajectory and its per-step inputs, one interpreted step each")
     return minibatch_q(np.broadcast_to(probs, (steps, probs.size)), lr, M, 1, form=form)
 
 

@@ -179,8 +179,9 @@ def threshold_lost_mass(N: int, alpha: float, d, T, *, ratio: float = 12.0) -> n
     ratio = check.real("ratio", ratio, low=0.0, low_open=True)
     d = check.int_array("d", d)
     T = check.int_array("T", T, minimum=0)
+    p = zipf.zipf_probs(N, alpha)  # validates N and alpha
+    check.budget("N, T", nbytes=24.0 * T.size * (N + 1), formula="three float64 arrays of len(T) x N")
     P = np.minimum(np.floor(d / ratio).astype(np.int64), N)
-    p = zipf.zipf_probs(N, alpha)
     unseen_head = np.concatenate([np.zeros((T.size, 1)),
                                   np.cumsum(p * np.exp(np.outer(T, np.log1p(-p))), axis=1)], axis=1)
     return zipf.tail_mass(N, alpha, P)[None, :] + unseen_head[:, P]
@@ -210,7 +211,12 @@ def threshold_error_law(alpha: float, d, T, *, ratio: float = 12.0) -> np.ndarra
     ratio = check.real("ratio", ratio, low=0.0, low_open=True)
     d = check.int_array("d", d).astype(np.float64)
     # p(x > P) ~ P^(1 - alpha) / ((alpha - 1) zeta(alpha)): the law at P = 1, scaled to real P = d / ratio
-    tail = zipf.tail_mass_law(alpha, [1]) * (d / ratio) ** (1.0 - alpha)
+    with np.errstate(over="ignore"):
+        tail = zipf.tail_mass_law(alpha, [1]) * (d / ratio) ** (1.0 - alpha)
+    if not np.all(np.isfinite(tail)):
+        raise ValueError(f"alpha, d, ratio: the tail law P^(1 - alpha) at P = d / ratio = {np.min(d) / ratio:.3g} "
+                         f"exceeds the float64 range (about 1.8e308) for alpha={alpha}; the law describes "
+                         f"P = d / ratio >= 1")
     return excess_error_law(alpha, T)[:, None] + tail[None, :]
 
 

@@ -141,13 +141,21 @@ def score_moments(q, labels, d: int, M: int | None = None, *, kind: str = "gauss
         raise ValueError(f"q must be a finite 1-D array of length {labels.size} (one weight per token)")
     if labels.max() >= M:
         raise ValueError(f"labels must lie in [0, M-1] with M={M}")
-    class_q2 = np.bincount(labels, weights=q**2, minlength=M)
-    total, own = class_q2.sum(), class_q2[labels]
+    check.budget("q, M", nbytes=32.0 * labels.size * M, formula="three float64 arrays of N x M")
     m4 = 1 + 2 / d if kind == "gaussian" else 1.0
     n_u = output_norm
-    var_true = n_u**2 * (own - q**2) / d + n_u * (total - own) / d**2
-    var_wrong = (m4 * class_q2[None, :] + n_u * (q**2 + (own - q**2) / d)[:, None]) / d \
-        + (total - own[:, None] - class_q2[None, :]) / d**2
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            class_q2 = np.bincount(labels, weights=q**2, minlength=M)
+            total, own = class_q2.sum(), class_q2[labels]
+            var_true = n_u**2 * (own - q**2) / d + n_u * (total - own) / d**2
+            var_wrong = (m4 * class_q2[None, :] + n_u * (q**2 + (own - q**2) / d)[:, None]) / d \
+                + (total - own[:, None] - class_q2[None, :]) / d**2
+    except OverflowError:  # n_u**2 of a Python float
+        var_true = var_wrong = np.full(1, np.inf)
+    if not (np.all(np.isfinite(var_true)) and np.all(np.isfinite(var_wrong))):
+        raise ValueError(f"q, output_norm: the score variances exceed the float64 range (about 1.8e308) for "
+                         f"output_norm={output_norm} and max |q| = {np.abs(q).max():.3g}")
     var_wrong[np.arange(labels.size), labels] = 0.0
     return n_u * q, np.maximum(var_true, 0.0), np.maximum(var_wrong, 0.0)
 
@@ -195,6 +203,9 @@ def predicted_error(q, p, labels, d_grid, M: int | None = None, *, kind: str = "
     """
     p, d_grid = _probabilities(p), _grid(d_grid)
     q = _weights_per_d(q, p.size, d_grid.size)
+    kind = check.choice("kind", kind, ("gaussian", "sphere"))
+    labels = check.int_array("labels", labels, minimum=0)
+    _quadrature_budget(check.positive_int("norm_nodes", norm_nodes), p.size, labels, M, d_grid.size, kind)
     return np.array([p @ token_error_probability(q[j], labels, int(d), M, kind=kind, norm_nodes=norm_nodes)
                      for j, d in enumerate(d_grid)])
 
@@ -221,11 +232,23 @@ def token_error_probability(q, labels, d: int, M: int | None = None, *, kind: st
     """
     labels = check.int_array("labels", labels, minimum=0)
     norm_nodes = check.positive_int("norm_nodes", norm_nodes)
+    d = check.positive_int("d", d)
+    kind = check.choice("kind", kind, ("gaussian", "sphere"))
+    _quadrature_budget(norm_nodes, labels.size, labels, M, 1, kind)
     correct = 0.0
     for n_u, weight in zip(*_output_norm_law(d, kind, norm_nodes), strict=True):
         mean, var_true, var_wrong = score_moments(q, labels, d, M, kind=kind, output_norm=n_u)
         correct = correct + weight * _probability_correct(mean, var_true, var_wrong, labels)
     return 1 - correct
+
+
+def _quadrature_budget(nodes: int, N: int, labels: np.ndarray, M, grid_points: int, kind: str) -> None:
+    """Refuse, naming ``norm_nodes``, a quadrature whose eigenproblem or score sums are beyond the bounds."""
+    nodes = nodes if kind == "gaussian" else 1
+    classes = int(labels.max()) + 1 if M is None else check.positive_int("M", M)
+    check.budget("norm_nodes", nbytes=24.0 * nodes**2 + 16.0 * N * classes,
+                 work=grid_points * (10.0 * nodes**3 + nodes * N * classes * 4.0 * _Z.size),
+                 formula="a norm_nodes x norm_nodes eigenproblem, and per node N x M x quadrature points")
 
 
 def _output_norm_law(d: int, kind: str, nodes: int) -> tuple[np.ndarray, np.ndarray]:
