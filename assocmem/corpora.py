@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -289,6 +290,15 @@ def question_formation_grammar(p_relative: float = 0.25, p_prepositional: float 
         raise ValueError(f"p_relative + p_prepositional must be < 1, got {p_rel + p_pp}")
     lexicon = {"DET": DETERMINERS, "N": NOUNS, "AUX": AUXILIARIES, "V_I": INTRANSITIVE,
                "V_T": TRANSITIVE, "REL": RELATIVIZERS, "P": PREPOSITIONS}
+    if words is not None and not isinstance(words, Mapping):
+        raise TypeError(f"words must be a dict of word lists by class name, got {words!r:.60}")
+    checked = {}
+    for name, listed in (words or {}).items():
+        listed = tuple(listed) if isinstance(listed, Iterable) and not isinstance(listed, str) else None
+        if listed is None or not all(isinstance(w, str) for w in listed):
+            raise TypeError(f"words[{name!r}] must be a sequence of strings, got {words[name]!r:.60}")
+        checked[name] = listed
+    words = checked
     unknown = sorted(set(words or {}) - set(lexicon))
     if unknown:
         raise ValueError(f"words has unknown classes {unknown}; allowed {sorted(lexicon)}")
@@ -326,6 +336,8 @@ def grammar_corpus(grammar: Grammar | None = None, n_train: int = 200_000, n_val
     seed : int
         Seed; training uses ``2 * seed`` and validation ``2 * seed + 1``.
     """
+    if grammar is not None and not isinstance(grammar, Grammar):
+        raise TypeError(f"grammar must be a Grammar (e.g. question_formation_grammar()), got {grammar!r:.60}")
     grammar = grammar or question_formation_grammar()
     seed = check.seed("seed", seed)
     for name, n in (("n_train", n_train), ("n_validation", n_validation)):

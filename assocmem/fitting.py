@@ -122,8 +122,8 @@ def fit_power_law(x, y, *, level: float = 0.95, n_boot: int = 2000, seed: int = 
     points. Within a bootstrap resample, a point kept for the full fit whose resampled mean is zero is
     left out of that resample's fit only.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    x = _floats("x", x)
+    y = np.atleast_2d(_floats("y", y))
     if x.ndim != 1 or y.ndim != 2 or y.shape[-1] != x.size:
         raise ValueError(f"y must have shape (len(x),) or (trials, len(x)) with len(x)={x.size}, "
                          f"got shape {y.shape}")
@@ -190,6 +190,20 @@ def verdict(fit: PowerLawFit, predicted: float) -> Verdict:
     lo, hi = fit.ci
     z = (fit.slope - predicted) / fit.stderr if fit.stderr > 0 else float("inf") * np.sign(fit.slope - predicted)
     return Verdict(predicted=predicted, inside=bool(lo <= predicted <= hi), z=float(z), fit=fit)
+
+
+def _floats(name: str, values) -> np.ndarray:
+    """``values`` as a float64 array, or a ``TypeError`` naming ``name`` (strings, None, objects)."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"{name} must be an array of real numbers, got {values!r:.60}")
+    values = values.detach().cpu() if hasattr(values, "detach") else values
+    try:
+        arr = np.asarray(values)
+        if arr.dtype.kind in "USV":  # numpy would parse "1.5", and fail deep inside on "a"
+            raise TypeError
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of real numbers, got {values!r:.60}") from None
 
 
 def _line(logx: np.ndarray, logy: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -130,10 +130,12 @@ def seen_curves(tokens: np.ndarray, p: np.ndarray, T_grid) -> tuple[np.ndarray, 
         Prefix lengths (at most the number of samples).
     """
     p = check.real_array("p", p)
-    tokens = np.atleast_2d(np.asarray(tokens))
+    tokens = np.atleast_2d(_checked_tokens(tokens, p.size))  # named errors for None, strings, empty
     T_grid = check.int_array("T_grid", T_grid)
     if T_grid.max() > tokens.shape[-1]:
         raise ValueError(f"T_grid must not exceed the number of samples {tokens.shape[-1]}")
+    check.budget("tokens, T_grid", nbytes=9.0 * tokens.shape[0] * T_grid.size * p.size,
+                 formula="a boolean and a float64 product per trial, prefix and token")
     first = first_occurrence(tokens, p.size)
     seen = first[:, None, :] < T_grid[None, :, None]
     return seen.sum(axis=-1), ((~seen) * p).sum(axis=-1)

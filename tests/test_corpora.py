@@ -136,3 +136,30 @@ def test_named_grammars_have_rates_below_near_and_above_one_nat():
     assert rates["grammar-large"] == pytest.approx(1.5511, abs=1e-4)
     with pytest.raises(ValueError, match="factor"):
         corpora.widened_lexicon(0)
+
+
+# --- issue 13: a grammar that is not one, and word lists that are not lists of words, refused by name
+
+@pytest.mark.parametrize("grammar", ["x", float("nan"), 3])
+def test_grammar_corpus_names_a_bad_grammar(grammar):
+    with pytest.raises(TypeError, match="grammar must be a Grammar"):
+        corpora.grammar_corpus(grammar, n_train=10, n_validation=10)
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (float("nan"), "words must be a dict"),
+    ("N", "words must be a dict"),
+    ({"N": 3}, r"words\['N'\] must be a sequence of strings"),
+    ({"N": "newt"}, r"words\['N'\] must be a sequence of strings"),   # not split into letters
+    ({"N": ["newt", 2]}, r"words\['N'\] must be a sequence of strings"),
+])
+def test_question_formation_grammar_names_bad_words(words, message):
+    with pytest.raises(TypeError, match=message):
+        corpora.question_formation_grammar(words=words)
+
+
+def test_question_formation_grammar_takes_any_sequence_of_words():
+    from_generator = corpora.question_formation_grammar(words={"N": (w for w in ("newt", "yak"))})
+    from_list = corpora.question_formation_grammar(words={"N": ["newt", "yak"]})
+    assert from_generator.vocabulary == from_list.vocabulary
+    assert from_generator.entropy_rate() == from_list.entropy_rate()

@@ -138,3 +138,25 @@ def test_bind_rejects_bad_names_and_values():
         bind("not a name", 1.0)
     with pytest.raises(TypeError, match="value"):
         bind("ok", [1.0])
+
+
+# --- issue 13: strings, None and string arrays are refused naming x or y
+
+@pytest.mark.parametrize(("x", "y", "message"), [
+    (["a", "b", "c"], [1.0, 0.5, 0.25], "x must be an array of real numbers"),
+    ([1, 2, 4], "x", "y must be an array of real numbers"),
+    ([1, 2, 4], ["a", "b", "c"], "y must be an array of real numbers"),
+    ([1, 2, 4], None, "y must be an array of real numbers"),
+    (["1", "2", "4"], [1.0, 0.5, 0.25], "x must be an array of real numbers"),  # not parsed as numbers
+])
+def test_fit_power_law_names_non_numeric_input(x, y, message):
+    with pytest.raises(TypeError, match=message):
+        fit_power_law(x, y)
+
+
+def test_fit_power_law_takes_tensors_and_integer_lists_as_before():
+    import torch
+    x, y = [1, 2, 4, 8], [16, 8, 4, 2]
+    a = fit_power_law(x, y)
+    b = fit_power_law(torch.tensor(x), torch.tensor(y, dtype=torch.float64))
+    assert a.slope == b.slope == pytest.approx(-1.0, abs=1e-12)  # exact data: slope -1 to rounding

@@ -141,3 +141,17 @@ def test_labels():
 def test_validation_errors_name_the_parameter(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+# --- issue 13: seen_curves checks its tokens (by name) before comparing T_grid with their length
+
+@pytest.mark.parametrize("tokens", [None, "x", np.array([], dtype=np.int64), [0.5, 1.5]])
+def test_seen_curves_names_bad_tokens(tokens):
+    with pytest.raises(ValueError, match="tokens must be a non-empty integer array"):
+        zipf.seen_curves(tokens, zipf.zipf_probs(5, 1.0), [1])
+
+
+def test_seen_curves_refuses_a_huge_result_by_name(monkeypatch):
+    monkeypatch.setenv("ASSOCMEM_MAX_BYTES", "1000")
+    with pytest.raises(ValueError, match="tokens, T_grid: this call needs about"):
+        zipf.seen_curves(np.zeros((4, 50), dtype=np.int64), zipf.zipf_probs(10, 1.0), np.arange(1, 51))
