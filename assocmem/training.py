@@ -19,7 +19,9 @@ once, weighted by their counts (about 5 of 16 samples under Zipf(2) with ``N = 1
 implementations share the interface of :func:`train`:
 
 * ``"dense"`` stores ``W`` (``R x d x d``); any optimiser, any model. Plain SGD updates ``W`` by one
-  ``baddbmm_``; sign descent in one pass over ``W`` in blocks of rows that stay in cache: the block's
+  ``baddbmm_``, or, for a large ``W``, holds the rank-``P`` updates of several steps as factors and folds
+  them in with one product (``W`` written once every few steps; products with ``W`` add the factors' share);
+  sign descent in one pass over ``W`` in blocks of rows that stay in cache: the block's
   gradient, its update and its share of the next step's forward pass, so ``W`` is read and written once
   a step with no optimiser state (model ``"learned"`` reads it once more, for the gradient in ``E``).
   Sign descent is Adam with betas ``(0, 0)``, :math:`\gamma\, g / (|g| + \epsilon)`, with no state.
@@ -70,6 +72,8 @@ MAX_PROGRAM_FLOATS = 2 ** 23  # entries of one R x d x d tensor in a batched gri
 BLOCK_FLOATS = 2 ** 18  # entries of one block of rows of W in the one-pass update (1 MiB in float32)
 WHOLE_W_FLOATS = 2 ** 19  # up to this many entries of W (all runs), the one-pass update takes W whole
 _BATCH_CHUNK_FLOATS = 2 ** 20  # entries of the per-chunk count table from which batches are compressed
+LOW_RANK_COLUMNS = 64  # plain SGD's rank-P updates of W held as factors up to this rank, then folded in one product
+LOW_RANK_MIN_FLOATS = 2 ** 17  # entries of one run's W from which the held factors pay (d >= 363; measured)
 
 
 @dataclass
@@ -1061,11 +1065,15 @@ class _DenseModel:
         self.opt.attach([getattr(self, name) for name in self.names])
         self.rows = _block_rows(R, d)
         self.ahead = None  # (idx, h): the forward pass of the next batch, computed in the last pass over W
+        self.pending = (_PendingUpdates(self.W) if optimizer.name == "sgd" and self.W is not None
+                        and d * d >= LOW_RANK_MIN_FLOATS else None)
 
     def step(self, batch, lr: dict, following) -> None:
         idx, weights = batch
         h = self.ahead[1] if self.ahead is not None and self.ahead[0] is idx else None
         self.ahead = None
+        if h is None and self.pending is not None:
+            h = self.pending.times_WT(_batch_gather(self.E, idx))
         bp = _backprop(self.W, self.E, self.U, self.p.labels, idx, weights, self.p.layer_norm, self.relu, h)
         if self.opt.name not in ("sgd", "sign"):
             grads = {}
@@ -1083,7 +1091,7 @@ class _DenseModel:
             self.opt.apply(self.U, bp.g.transpose(1, 2) @ bp.z, lr["U"])
         if "E" in self.names:  # the batch's tokens are distinct: update their rows only (the others' step is 0)
             rows = bp.e.clone()
-            self.opt.apply(rows, bp.dh * (bp.e > 0) if self.relu else bp.dh @ self.W, lr["E"])
+            self.opt.apply(rows, bp.dh * (bp.e > 0) if self.relu else self._times_W(bp.dh), lr["E"])
             self.E[_runs_index(idx), idx] = rows
         if self.W is not None:
             e_next = None if following is None else _batch_gather(self.E, following[0])
@@ -1094,11 +1102,15 @@ class _DenseModel:
         r"""Update ``W`` from the batch's points ``bp.e`` (before ``E`` moved) and return the next batch's
         :math:`h = W e` (``e_next`` from the updated ``E``; ``None`` after the last step).
 
-        SGD is one ``baddbmm_`` (the BLAS reads and writes ``W`` once), then the product for ``h``. Sign
+        SGD is one ``baddbmm_`` (the BLAS reads and writes ``W`` once), then the product for ``h``; for a
+        large ``W`` the update is held as low-rank factors instead (:class:`_PendingUpdates`). Sign
         descent needs the gradient itself: one pass over ``W`` in blocks of rows, each block's gradient,
         update and share of ``h`` computed while it is in cache, so ``W`` is again read and written once."""
         W, dh, e = self.W, bp.dh, bp.e
         R, d = W.shape[:2]
+        if self.opt.name == "sgd" and self.pending is not None:
+            self.pending.add(dh.transpose(1, 2) * -lr.view(R, 1, 1), e)
+            return None if e_next is None else self.pending.times_WT(e_next)
         if self.opt.name == "sgd":
             W.baddbmm_(dh.transpose(1, 2) * -lr.view(R, 1, 1), e)
             return None if e_next is None else torch.bmm(e_next, W.transpose(1, 2))
@@ -1114,12 +1126,68 @@ class _DenseModel:
                 h_next[:, :, rows] = torch.bmm(e_next, block.transpose(1, 2))
         return h_next
 
+    def _times_W(self, x: torch.Tensor) -> torch.Tensor:
+        """``x W`` for rows ``x`` (R, P, d), with the held updates."""
+        return torch.bmm(x, self.W) if self.pending is None else self.pending.times_W(x)
+
     def scores(self) -> torch.Tensor:
+        if self.pending is not None:
+            self.pending.fold()
         h = _hidden(self.W, self.E, self.relu)
         return (_normalise(h, self.p.layer_norm)[1] @ self.U.transpose(1, 2)).transpose(1, 2)
 
     def weights(self) -> torch.Tensor:
+        if self.pending is not None:
+            self.pending.fold()
         return self.W
+
+
+class _PendingUpdates:
+    r"""Plain SGD's updates of a dense ``W`` held as factors: :math:`W = W_d + A B` with ``A`` (R, d, k) the
+    columns :math:`-\gamma\, \partial_h^\top` and ``B`` (R, k, d) the points :math:`e` of the steps since the
+    last fold. A step's update has rank ``P`` (its distinct tokens), so products with ``W`` cost one pass over
+    :math:`W_d` plus :math:`O(P k d)`, and ``W_d`` is written once every ``LOW_RANK_COLUMNS / P`` steps, by one
+    product of rank ``k`` (an efficient GEMM) instead of one rank-``P`` ``baddbmm_`` a step. Exact: the same
+    sums, in another order."""
+
+    def __init__(self, W: torch.Tensor):
+        R, d, _ = W.shape
+        self.W = W
+        self.A = W.new_empty(R, d, LOW_RANK_COLUMNS)
+        self.B = W.new_empty(R, LOW_RANK_COLUMNS, d)
+        self.k = 0
+
+    def add(self, left: torch.Tensor, right: torch.Tensor) -> None:
+        """Hold the update ``left @ right`` (``(R, d, P)`` times ``(R, P, d)``)."""
+        P = left.shape[2]
+        if self.k + P > LOW_RANK_COLUMNS:
+            self.fold()
+        if 4 * P > LOW_RANK_COLUMNS:  # a large batch's update: held for fewer than four steps, it does not pay
+            self.W.baddbmm_(left, right)
+            return
+        self.A[:, :, self.k:self.k + P] = left
+        self.B[:, self.k:self.k + P] = right
+        self.k += P
+
+    def fold(self) -> None:
+        """Add the held updates to ``W`` (in place) and empty the buffer."""
+        if self.k:
+            self.W.baddbmm_(self.A[:, :, :self.k], self.B[:, :self.k])
+            self.k = 0
+
+    def times_WT(self, x: torch.Tensor) -> torch.Tensor:
+        """``x W^T`` for points ``x`` (R, P, d): the hidden vectors ``h = W e``."""
+        out = torch.bmm(x, self.W.transpose(1, 2))
+        if self.k:
+            out.baddbmm_(torch.bmm(x, self.B[:, :self.k].transpose(1, 2)), self.A[:, :, :self.k].transpose(1, 2))
+        return out
+
+    def times_W(self, x: torch.Tensor) -> torch.Tensor:
+        r"""``x W`` for rows ``x`` (R, P, d): the gradient in ``E``, :math:`W^\top \partial_h`."""
+        out = torch.bmm(x, self.W)
+        if self.k:
+            out.baddbmm_(torch.bmm(x, self.A[:, :, :self.k]), self.B[:, :self.k])
+        return out
 
 
 class _FactorisedModel:

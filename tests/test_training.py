@@ -360,10 +360,23 @@ def test_paper_grid_runs_equal_the_reference_training_loop(model, optimizer, bat
     """Batched runs of simulate (float64: four step sizes x layer norm, compressed batches, the one-pass
     update of W) reproduce the reference loop run by run, parameters and scores to 1e-9 relative.
     B = 4 < N has repeated tokens in a batch; B = 32 > N = 20 too."""
+    check_against_reference_loop(model, optimizer, batch_size)
+
+
+@pytest.mark.parametrize("model", ["W", "learned"])
+@pytest.mark.parametrize("batch_size", [4, 32])
+def test_held_sgd_updates_equal_the_reference_training_loop(model, batch_size, monkeypatch):
+    """The same with plain SGD's updates held as low-rank factors (forced at d = 12, a buffer of 16 columns)."""
+    monkeypatch.setattr(training, "LOW_RANK_MIN_FLOATS", 0)
+    monkeypatch.setattr(training, "LOW_RANK_COLUMNS", 16)
+    check_against_reference_loop(model, "sgd", batch_size, method="dense")
+
+
+def check_against_reference_loop(model, optimizer, batch_size, method="auto"):
     d, T, lrs = 12, 64, (0.1, 1.0, 10.0)
     runs, out = training.simulate(N=N, M=M, d=d, T=T, batch_size=batch_size, lrs=lrs, seeds=(0, 1),
                                   layer_norms=(False, True), optimizer=optimizer, model=model, init="random",
-                                  dtype=torch.float64, keep_weights=True)
+                                  dtype=torch.float64, keep_weights=True, method=method)
     E, U = training.run_embeddings([r["seed"] for r in runs], N, M, d, dtype=torch.float64)
     W0 = training.initial_memory([r["seed"] for r in runs], d, init="random", dtype=torch.float64)
     for i, run in enumerate(runs):
@@ -553,7 +566,8 @@ def test_two_token_run_bounds_its_cost_before_running(monkeypatch):
 
 @pytest.mark.parametrize("parameter,value", [
     ("lrs", None), ("lrs", "x"), ("lrs", []), ("lrs", [0.1, np.nan]), ("lrs", ["a"]), ("lrs", np.ones((1, 1, 1))),
-    ("seeds", None), ("seeds", "x"), ("seeds", []), ("seeds", [np.nan]), ("seeds", ["a"]), ("seeds", np.zeros((1, 1, 1), int)),
+    ("seeds", None), ("seeds", "x"), ("seeds", []), ("seeds", [np.nan]), ("seeds", ["a"]),
+    ("seeds", np.zeros((1, 1, 1), int)),
     ("layer_norms", None), ("layer_norms", []), ("layer_norms", [1, 0]),
     ("M", 10**12), ("N", 0), ("T", 2.5)])
 def test_simulate_refuses_bad_axes_by_name(parameter, value):
@@ -581,3 +595,26 @@ def test_load_grid_refuses_a_bad_path_by_name(tmp_path):
     binary.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ValueError, match=_names("path")):
         training.load_grid(binary)
+
+
+@pytest.mark.parametrize("model", ["W", "learned"])
+@pytest.mark.parametrize("columns", [3, 16, 64])
+def test_held_low_rank_sgd_updates_equal_the_step_by_step_update(model, columns, monkeypatch):
+    """Plain SGD on a large dense W holds each step's rank-P update as factors and folds them into W every
+    few steps (training._PendingUpdates): the same sums in another order, so float64 runs agree to rounding.
+    Forced on a small problem, with buffers of 3 columns (every step's update direct: 4 P > 3), 16 (steps of
+    P <= 4 held, a fold every few steps, larger ones direct) and 64 (several steps held); recorded every 3 steps
+    (the scores fold the buffer)."""
+    E, U, tokens = small_problem(R=4, d=12, T=128)
+    W0 = training.initial_memory(range(4), 12, init="random", dtype=torch.float64)
+    args = dict(lr=[0.1, 1.0, 10.0, 3.0], tokens=tokens, batch_size=16, layer_norm=[False, True, False, True],
+                model=model, W0=W0, method="dense", eval_every=3)
+    monkeypatch.setattr(training, "LOW_RANK_MIN_FLOATS", 10 ** 12)
+    direct = training.train(E, U, LABELS, PROBS, **args)
+    monkeypatch.setattr(training, "LOW_RANK_MIN_FLOATS", 0)
+    monkeypatch.setattr(training, "LOW_RANK_COLUMNS", columns)
+    held = training.train(E, U, LABELS, PROBS, **args)
+    torch.testing.assert_close(held.W, direct.W, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(held.E, direct.E, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(held.losses, direct.losses, rtol=1e-10)
+    np.testing.assert_array_equal(held.errors, direct.errors)
