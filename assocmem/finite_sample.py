@@ -148,8 +148,11 @@ def count_weights(counts, scheme: str, d_grid=None, *, ratio: float = 12.0, rho:
     if d_grid is None:
         raise ValueError("d_grid is required for the top scheme (P = d // ratio)")
     d_grid = check.int_array("d_grid", d_grid)
-    return memory.top_seen_weights(counts, np.floor(d_grid / ratio).astype(np.int64), count_ties=count_ties,
-                                   seed=seed)
+    N = np.shape(counts)[-1] if np.ndim(counts) else 1
+    # P = floor(d / ratio), at most N (keeping more than N tokens is keeping all; a tiny ratio must not
+    # overflow int64 into a negative P)
+    P = np.minimum(np.floor(d_grid / ratio), N).astype(np.int64)
+    return memory.top_seen_weights(counts, P, count_ties=count_ties, seed=seed)
 
 
 # --------------------------------------------------------------------------- error grids
@@ -197,6 +200,7 @@ def error_grid(weights, p, labels, M: int, d_grid, seed: int, *, kind: str = "ga
     kind = check.choice("kind", kind, KINDS)
     M = check.positive_int("M", M)
     ties = check.choice("ties", ties, memory.TIES)
+    max_bytes = check.positive_int("max_bytes", max_bytes)
     d_grid = check.int_array("d_grid", d_grid)
     weights = check.real_array("weights", weights)
     if weights.ndim not in (3, 4) or (weights.ndim == 4 and weights.shape[2] != d_grid.size):

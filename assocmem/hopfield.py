@@ -23,6 +23,7 @@ and run one tensor program over trials, probes and stored patterns.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -395,8 +396,15 @@ def dense_capacity(d, a: int = 2, *, error: float = 0.01, trials: int = 8, probe
     error = check.real("error", error, low=0.0, high=0.5, low_open=True, high_open=True)
     points = check.positive_int("points", points, minimum=2)
     columns = []
+    trials, probes = check.positive_int("trials", trials), check.positive_int("probes", probes)
     for i, dim in enumerate(d):
         predicted = float(theory.dense_capacity_at_error(dim, a, error))
+        if predicted < 1:
+            raise ValueError(f"d, a, error: the predicted capacity at d={int(dim)}, a={a}, error={error} is "
+                             f"{predicted:.3g} patterns, below one; nothing to measure")
+        check.budget("points, d, a, trials, probes", nbytes=16.0 * points + 32.0 * trials * 4 * predicted * dim,
+                     work=points * (8.0 * trials * probes * 4 * predicted * dim + 1e5),
+                     formula="points values of K up to 4x the prediction, trials x probes x K x d each")
         grid = np.unique(np.geomspace(max(predicted / 4, 1), predicted * 4, points).round().astype(np.int64))
         measured = sign_retrieval(grid, int(dim), a=a, trials=trials, probes=probes,
                                   seed=seed + _SEED_STRIDE * i, device=device)
@@ -497,11 +505,7 @@ def thresholded_memory_error(N, d: int, *, M: int = 5, eta: float = 0.5, activat
     N = check.int_array("N", N)
     d, M = check.positive_int("d", d), check.positive_int("M", M, minimum=2)
     chunk, trials = check.positive_int("chunk", chunk), check.positive_int("trials", trials)
-    largest = float(N.max())
-    check.budget("N, M, d, trials, chunk",
-                 nbytes=24.0 * trials * (largest + M) * d + 16.0 * trials * largest * (min(chunk, largest) + M),
-                 work=float(sum(2.0 * trials * n * (n * (d + M) + M * d) for n in N.astype(np.float64))),
-                 formula="the embeddings, one chunk of scores and the label scores; N x N x (d + M) per trial")
+    _thresholded_budget("N, M, d, trials, chunk", N, d, M, trials, chunk)
     gen = _generator(seed, device)
     inputs = sphere_patterns(int(N.max()), d, trials=trials, seed=gen, device=device)
     outputs = sphere_patterns(M, d, trials=trials, seed=gen, device=device)
@@ -548,7 +552,10 @@ def thresholded_memory_capacity(d, *, eta: float = 0.5, activation: str = "relu"
         Device of the returned tensor (default: CPU).
     """
     d, seed = check.int_array("d", d, minimum=2), check.seed("seed", seed)
-    grid = _doubling_grid(max_patterns, start=check.positive_int("M", M))
+    grid = _doubling_grid(max_patterns, start=check.positive_int("M", M, minimum=2), start_name="M")
+    for dim in d:
+        _thresholded_budget("max_patterns, M, d, trials", grid, int(dim), M, check.positive_int("trials", trials),
+                            512)
     settings = f"eta={eta}, activation={activation!r}, M={M}, trials={trials}, seed={seed}"
     return _capacity(d, grid, error, "error", lambda dim, s: thresholded_memory_error(
         grid, dim, M=M, eta=eta, activation=activation, trials=trials, seed=s, device=device), seed, settings)
@@ -1208,7 +1215,11 @@ def _iterate_dense(states: torch.Tensor, patterns: torch.Tensor, a: int, steps: 
     return states
 
 
-def _doubling_grid(maximum: int, *, start: int) -> np.ndarray:
+def _doubling_grid(maximum: int, *, start: int, start_name: str | None = None) -> np.ndarray:
+    if start_name is not None and not (isinstance(maximum, numbers.Integral) and maximum >= 2 * start):
+        check.positive_int("max_patterns", maximum)  # a type error first
+        raise ValueError(f"max_patterns must be at least 2 {start_name} = {2 * start} (the grid starts at "
+                         f"{start_name}={start}), got {maximum}")
     maximum = check.positive_int("max_patterns", maximum, minimum=2 * start)
     return np.unique(np.geomspace(start, maximum, int(2 * math.log2(maximum / start)) + 1).round().astype(np.int64))
 
@@ -1238,6 +1249,14 @@ def _crossing(grid: np.ndarray, values: np.ndarray, level: float, name: str, set
     x0, x1 = np.log(grid[lo]), np.log(grid[hi])
     y0, y1 = np.log(max(values[lo], level * 1e-3)), np.log(values[hi])
     return float(np.exp(x0 + (np.log(level) - y0) * (x1 - x0) / (y1 - y0)))
+
+
+def _thresholded_budget(names: str, N: np.ndarray, d: int, M: int, trials: int, chunk: int) -> None:
+    """The cost bound of :func:`thresholded_memory_error` on the grid ``N``, refused naming ``names``."""
+    largest = float(np.max(N))
+    check.budget(names, nbytes=24.0 * trials * (largest + M) * d + 16.0 * trials * largest * (min(chunk, largest) + M),
+                 work=float(sum(2.0 * trials * n * (n * (d + M) + M * d) for n in np.asarray(N, dtype=np.float64))),
+                 formula="the embeddings, one chunk of scores and the label scores; N x N x (d + M) per trial")
 
 
 def _retrieval_budget(names: str, N: np.ndarray, d: int, trials: int, probes: int) -> None:

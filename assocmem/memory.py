@@ -321,7 +321,9 @@ def scheme_weights(scheme: str, p, d_grid=None, *, rho: float = 1.0, fraction: f
     if d_grid is None:
         raise ValueError("d_grid is required for the threshold scheme (P = fraction * d)")
     d_grid = check.int_array("d_grid", d_grid)
-    return threshold_weights(p.size, np.floor(fraction * d_grid).astype(np.int64))[None]
+    # P = floor(fraction d), at most N (storing more than N tokens is storing all; a huge fraction must
+    # not overflow int64 into a negative P)
+    return threshold_weights(p.size, np.minimum(np.floor(fraction * d_grid), p.size).astype(np.int64))[None]
 
 
 # --------------------------------------------------------------------------- scores and recall
@@ -378,7 +380,7 @@ def signal_and_interference(q, labels, E: torch.Tensor, U: torch.Tensor) -> tupl
     gram = E @ E.transpose(1, 2)
     gram = gram - torch.diag_embed(torch.diagonal(gram, dim1=1, dim2=2))  # e_x^T e_r, x != r
     interference = own @ (q[:, :, None] * gram)                           # sum over x
-    return signal, interference
+    return _finite(signal), _finite(interference)
 
 
 def recall(q, labels, E: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
@@ -825,8 +827,8 @@ def _probabilities(p, *, N: int | None = None, normalised: bool = True) -> np.nd
 
 def _counts(counts) -> np.ndarray:
     counts = np.asarray(counts)
-    if counts.ndim == 0 or counts.shape[-1] == 0:
-        raise ValueError(f"counts must have a last axis of N tokens, got shape {counts.shape}")
+    if counts.ndim == 0 or counts.size == 0:
+        raise ValueError(f"counts must have a last axis of N tokens (and no empty axis), got shape {counts.shape}")
     if not np.issubdtype(counts.dtype, np.integer) or counts.min() < 0:
         raise ValueError("counts must be non-negative integers")
     return counts

@@ -246,3 +246,20 @@ def test_sweep_runs_an_experiment_point():
 def test_invalid_inputs_raise_named_errors(call, error):
     with pytest.raises(error):
         call()
+
+
+# --- issue 13: named errors for max_bytes and empty counts; a tiny ratio keeps every seen token
+
+def test_error_grid_names_max_bytes():
+    p = zipf.zipf_probs(12, 1.5)
+    for bad, error in (("x", TypeError), (None, TypeError), (0, ValueError)):
+        with pytest.raises(error, match="max_bytes must be an integer"):
+            fs.error_grid(np.ones((2, 1, 12)), p, np.arange(12) % 3, 3, [2, 4], 0, max_bytes=bad)
+
+
+def test_count_weights_top_with_a_tiny_ratio_keeps_every_seen_token():
+    counts = np.array([[9, 6, 4, 3, 0, 0], [1, 0, 2, 0, 0, 5]])
+    top = fs.count_weights(counts, "top", [12, 24], ratio=1e-300)
+    np.testing.assert_array_equal(top, np.repeat(fs.count_weights(counts, "seen")[:, None], 2, axis=1))
+    with pytest.raises(ValueError, match="counts must have a last axis"):
+        fs.count_weights(counts[:0], "top", [12])

@@ -366,3 +366,14 @@ def test_one_step_retrieval_at_huge_beta_is_exact_where_the_bound_is_finite():
     result = hf.one_step_retrieval(hf.sphere_patterns(4, 6, seed=0)[0], 1e300, noise=0.1)
     np.testing.assert_array_equal(result["bound"], 0.0)
     np.testing.assert_array_equal(result["error"], 0.0)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: hf.dense_capacity([16], a=10**12, trials=2, probes=4), "d, a, error: the predicted capacity"),
+    (lambda: hf.dense_capacity([16], points=10**12, trials=2, probes=4), "points, d, a, trials, probes: this call"),
+    (lambda: hf.thresholded_memory_capacity([6], max_patterns=10**12, trials=2), "max_patterns, M, d, trials"),
+    (lambda: hf.thresholded_memory_capacity([6], M=10**12, trials=2), "max_patterns must be at least 2 M"),
+])
+def test_capacity_sizes_are_refused_by_the_callers_names(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

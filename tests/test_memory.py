@@ -325,3 +325,26 @@ def test_population_errors_takes_any_collection_of_weightings(setup):
     from_list = memory.population_errors([p, (p > 0.01).astype(np.float64)], p, labels, E, U)
     for a, b in zip(from_values, from_list, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same kernels on the same shapes
+
+
+def test_signal_and_interference_refuses_non_finite_embeddings(setup):
+    p, labels, E, U = setup
+    bad = E.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="E, U and q must be finite"):
+        memory.signal_and_interference(p, labels, bad, U)
+
+
+def test_threshold_scheme_with_a_huge_fraction_stores_every_token():
+    p = zipf.zipf_probs(N, ALPHA)
+    np.testing.assert_array_equal(memory.scheme_weights("threshold", p, [4, 8], fraction=1e300), np.ones((1, 2, N)))
+    # and the cap at N changes nothing where floor(fraction d) <= N
+    np.testing.assert_array_equal(memory.scheme_weights("threshold", p, [4, 8], fraction=2.0),
+                                  memory.threshold_weights(N, [8, 16])[None])
+    np.testing.assert_array_equal(memory.scheme_weights("threshold", p, [40, 80], fraction=1.0),
+                                  np.ones((1, 2, N)))
+
+
+def test_counts_with_an_empty_axis_are_refused_by_name():
+    with pytest.raises(ValueError, match="counts must have a last axis of N tokens"):
+        memory.seen_weights(np.zeros((0, 5), dtype=np.int64))
