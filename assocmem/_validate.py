@@ -186,3 +186,20 @@ def tensor(name: str, value, *, ndim: int | None = None, min_ndim: int = 0):
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} must be finite (it holds NaN or inf)")
     return value
+
+
+# Work charged for one iteration of a Python-level loop (a training step, an Euler step): about 10 µs of
+# interpreter and dispatch overhead, whatever the arithmetic inside it. Add it per step in a ``budget``
+# work estimate so that a huge ``steps`` is refused even when each step is tiny.
+STEP_WORK = 1e5
+
+
+def labels(name: str, values, N: int, M: int) -> np.ndarray:
+    """Classes of ``N`` tokens: a 1-D integer array of length ``N`` with entries in ``[0, M - 1]``,
+    as int64; refused by name otherwise (wrong length, float or NaN entries, strings, None)."""
+    arr = int_array(name, values, minimum=0)
+    if arr.size != N:
+        raise ValueError(f"{name} must hold one class per token (N={N}), got {arr.size}")
+    if arr.max() >= M:
+        raise ValueError(f"{name} must lie in [0, {M - 1}] (M={M} classes), got max {arr.max()}")
+    return arr

@@ -91,7 +91,7 @@ def stores_exactly(E: torch.Tensor, U: torch.Tensor, labels, *, tol: float = 1e-
     E, U = _matrix("E", E), _matrix("U", U)
     if E.shape[1] != U.shape[1]:
         raise ValueError(f"E and U must share d, got {E.shape} and {U.shape}")
-    labels = _labels(labels, E.shape[0], U.shape[0])
+    labels = check.labels("labels", labels, E.shape[0], U.shape[0])
     tol = check.real("tol", tol, low=0.0)
     N, d = E.shape
     M = U.shape[0]
@@ -311,9 +311,11 @@ def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps
         raise ValueError("E and U must be tensors of shapes (R, N, d) and (R, M, d)")
     R, N, d = E.shape
     M = U.shape[1]
-    labels = torch.as_tensor(_labels(labels, N, M))
+    labels = torch.as_tensor(check.labels("labels", labels, N, M))
     steps = check.positive_int("steps", steps)
     lr = check.real("lr", lr, low=0.0, low_open=True)
+    check.budget("steps, E, U", work=steps * (check.STEP_WORK + 6.0 * R * (min(M, d) + M) * d * N),
+                 formula="steps x runs x (min(M, d) + M) x d x N")
     w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (R, N)) if np.ndim(weights) in (1, 2) else None
     if w is None or not np.all(np.isfinite(w)) or w.min() < 0:
         raise ValueError(f"weights must be finite and >= 0 with shape (N,) or (R, N) = ({R}, {N})")
@@ -423,7 +425,8 @@ def theorem1_comparison(*, N: int = 1000, M: int = 5, alpha: float = 2.0, d_grid
     rho : float
         Power of the middle scheme.
     fraction : float
-        Threshold ``P = fraction * d``.
+        Threshold :math:`P = \min(\lfloor \text{fraction} \cdot d \rfloor, N)` (a threshold at or beyond
+        ``N`` keeps every token).
     trials, seed : int
         Draws.
     gammas : sequence of float, optional
@@ -447,9 +450,14 @@ def theorem1_comparison(*, N: int = 1000, M: int = 5, alpha: float = 2.0, d_grid
     rho = check.real("rho", rho, low=0.0, low_open=True)
     fraction = check.real("fraction", fraction, low=0.0, low_open=True)
     d_grid = check.int_array("d_grid", d_grid)
-    gammas = np.linspace(0.05, 1.0, 20) if gammas is None else np.atleast_1d(np.asarray(gammas, dtype=float))
+    if gammas is None:
+        gammas = np.linspace(0.05, 1.0, 20)
+    else:
+        gammas = np.atleast_1d(check.real_array("gammas", gammas))
+        if gammas.ndim != 1 or np.any((gammas <= 0) | (gammas > 1)):
+            raise ValueError(f"gammas must be a 1-D sequence in (0, 1], got {check._short(gammas.tolist())}")
     p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
-    thresholds = np.floor(fraction * d_grid).astype(np.int64)
+    thresholds = np.minimum(np.floor(fraction * d_grid), N).astype(np.int64)   # P >= N stores every token
     schemes = {"q = p": p, f"q = p^{rho:g}": p ** rho,
                f"q = 1[x <= d/{1 / fraction:g}]": memory.threshold_weights(N, thresholds)}
     measured = {kind: memory.error_scans([q if q.ndim == 1 else q[None] for q in schemes.values()], p, labels, M,
@@ -586,18 +594,37 @@ def learned_embeddings_vs_M(M: int, *, N: int = 100, d: int = 2, alpha: float = 
     Returns
     -------
     numpy.ndarray, shape ``(trials,)``
+
+    Raises
+    ------
+    ValueError
+        Before any work, when a size is beyond the cost bound (``assocmem._validate.budget``: tokens
+        ``trials x batch_size x epochs``, work ``epochs x trials x (batch_size + N + M) x d x (M + d)``).
+        After training, naming ``lr``, when a run diverged (non-finite scores: Adam moves every entry
+        by about ``lr`` per step, so a huge ``lr`` overflows float32): a diverged memory has no
+        error to report, and a number standing for it would be a silent lie.
     """
     M, N, d = check.positive_int("M", M), check.positive_int("N", N), check.positive_int("d", d)
     alpha = check.real("alpha", alpha, low=0.0)
     lr = check.real("lr", lr, low=0.0, low_open=True)
     batch_size, epochs = check.positive_int("batch_size", batch_size), check.positive_int("epochs", epochs)
     trials, seed = check.positive_int("trials", trials), check.seed("seed", seed)
+    check.budget("M, N, d, batch_size, epochs, trials",
+                 nbytes=16.0 * trials * batch_size * epochs + 32.0 * trials * (N + M + d) * d,
+                 work=epochs * (check.STEP_WORK + 10.0 * trials * (batch_size + N + M) * d * (M + d)),
+                 formula="int64 tokens of trials x batch_size x epochs; Adam on E, W, U per step")
     seeds = [seed + k for k in range(trials)]
     E, U = training.run_embeddings(seeds, N, M, d)
     tokens = np.stack([zipf.sample_tokens(N, alpha, batch_size * epochs, s) for s in seeds])
     trained = training.train(E, U, zipf.mod_labels(N, M), zipf.zipf_probs(N, alpha), lr=lr, tokens=tokens,
                              batch_size=batch_size, optimizer="adam", learn_embeddings=True)
-    return trained.errors[:, -1]
+    errors = trained.errors[:, -1]
+    diverged = ~np.isfinite(errors)
+    if diverged.any():
+        raise ValueError(f"lr={lr:g}: training diverged (non-finite scores) in {int(diverged.sum())} of {trials} "
+                         f"trial(s), seeds {[s for s, bad in zip(seeds, diverged, strict=True) if bad][:5]}; "
+                         "use a smaller lr")
+    return errors
 
 
 @experiment("capacity_learned_vs_M")
@@ -685,6 +712,12 @@ def phase_cell(*, N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, 
     batch_size, opt_steps = check.positive_int("batch_size", batch_size), check.positive_int("opt_steps", opt_steps)
     if T % batch_size:
         raise ValueError(f"T={T} must be a multiple of batch_size={batch_size}")
+    r = min(M, d)
+    check.budget("N, d, T, M, trials, opt_steps",
+                 nbytes=16.0 * trials * T + 8.0 * trials * (4 * (N + M) * d + 3 * M * N),
+                 work=(3 * T // batch_size + opt_steps) * check.STEP_WORK
+                 + trials * (12.0 * T * (M + d) * d + 6.0 * opt_steps * (r + M) * d * N + 20.0 * N * M * d),
+                 formula="trials x (three one-pass runs over T samples + opt_steps full-batch steps over N tokens)")
     p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
     seeds = [seed + k for k in range(trials)]
     E, U = training.run_embeddings(seeds, N, M, d, dtype=torch.float64)
@@ -852,11 +885,4 @@ def _matrix(name: str, value) -> np.ndarray:
     if array.ndim != 2 or 0 in array.shape or not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be a finite 2-D array with no empty axis, got shape {array.shape}")
     return array
-
-
-def _labels(labels, N: int, M: int) -> np.ndarray:
-    labels = check.int_array("labels", labels, minimum=0)
-    if labels.size != N or labels.max() >= M:
-        raise ValueError(f"labels must be N={N} classes in [0, {M - 1}]")
-    return labels
 

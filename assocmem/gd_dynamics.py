@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.optimize
+import scipy.special
 import torch
 
 from . import _validate as check
@@ -191,7 +192,10 @@ def sphere_memory(N: int, M: int, d: int, seed: int, *, trials: int = 1, dtype=t
     -------
     E, U : torch.Tensor, shapes ``(trials, N, d)`` and ``(trials, M, d)``, contiguous.
     """
-    N, M = check.positive_int("N", N), check.positive_int("M", M)
+    N, M, d = check.positive_int("N", N), check.positive_int("M", M), check.positive_int("d", d)
+    trials = check.positive_int("trials", trials)
+    check.budget("N, M, d, trials", nbytes=16.0 * trials * (N + M) * d,
+                 formula="a float64 draw and its copy, trials x (N + M) x d")
     E = memory.embeddings(N, d, seed, trials=trials, stream=0, kind="sphere", dtype=dtype)
     U = memory.embeddings(M, d, seed, trials=trials, stream=1, kind="sphere", dtype=dtype)
     return E.contiguous(), U.contiguous()
@@ -311,11 +315,15 @@ def cover_separable_probability(N: int, d: int) -> float:
     r"""Cover's probability that ``N`` points in general position in :math:`\mathbb R^d`, labelled by
     independent fair signs, are separable by a hyperplane through the origin:
 
-    .. math:: P(N, d) = 2^{1-N} \sum_{k=0}^{d-1} \binom{N-1}{k},
+    .. math:: P(N, d) = 2^{1-N} \sum_{k=0}^{d-1} \binom{N-1}{k}
+              = \Pr[\mathrm{Binomial}(N - 1, 1/2) \le d - 1] = I_{1/2}(N - d, d) \quad (d < N),
 
-    equal to 1/2 at ``N = 2d``. For ``M = 2`` and embeddings with a sign-symmetric law (the sphere),
-    labels ``x mod 2`` are as good as random signs, so this is the probability that :func:`separable`
-    holds.
+    equal to 1/2 at ``N = 2d`` and to 1 for ``d >= N``. For ``M = 2`` and embeddings with a
+    sign-symmetric law (the sphere), labels ``x mod 2`` are as good as random signs, so this is the
+    probability that :func:`separable` holds. Evaluated as the regularised incomplete beta function
+    :math:`I_{1/2}` (``scipy.special.betainc``): constant cost and a relative error near ``1e-13`` for any
+    ``N`` and ``d`` (the exact sum of big integers would take hours at ``N = 10**12``); it underflows to 0
+    only where the probability is below about ``1e-308``.
 
     Parameters
     ----------
@@ -325,7 +333,9 @@ def cover_separable_probability(N: int, d: int) -> float:
         Dimension.
     """
     N, d = check.positive_int("N", N), check.positive_int("d", d)
-    return math.fsum(math.comb(N - 1, k) for k in range(min(d, N))) / 2 ** (N - 1)
+    if d >= N:
+        return 1.0
+    return float(scipy.special.betainc(N - d, d, 0.5))
 
 
 def loss_minimum(E: torch.Tensor, U: torch.Tensor, labels, probs, *, W0: torch.Tensor | None = None,
@@ -395,7 +405,9 @@ def late_oscillation(losses, window: int) -> dict:
     -------
     dict of numpy.ndarray, shape ``(...)``: ``rise_fraction``, ``amplitude``.
     """
-    losses = np.asarray(losses, dtype=np.float64)
+    losses = check.real_array("losses", losses)
+    if losses.ndim == 0:
+        raise ValueError("losses must be loss curves of shape (..., steps + 1), got a scalar")
     window = check.positive_int("window", window)
     if losses.shape[-1] < window + 1:
         raise ValueError(f"losses must hold at least window + 1 = {window + 1} steps, got {losses.shape[-1]}")
@@ -531,7 +543,7 @@ def token_margins(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels) -> 
     Parameters
     ----------
     W : torch.Tensor, shape ``(..., d, d)``
-        Memories of one run.
+        Memories of one run (finite; an array is converted, and the three are promoted to one dtype).
     E : torch.Tensor, shape ``(N, d)``
         Input embeddings :math:`e_x`.
     U : torch.Tensor, shape ``(M, d)``
@@ -539,7 +551,15 @@ def token_margins(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels) -> 
     labels : array of int, shape ``(N,)``
         Classes :math:`f_*(x)`, in :math:`[0, M-1]`.
     """
-    labels = torch.as_tensor(np.asarray(labels), device=E.device)
+    W = check.tensor("W", W, min_ndim=2)
+    E, U = check.tensor("E", E, ndim=2), check.tensor("U", U, ndim=2)
+    d = E.shape[1]
+    if U.shape[1] != d or W.shape[-2:] != (d, d):
+        raise ValueError(f"W, E, U must have shapes (..., d, d), (N, d), (M, d) with one d, got "
+                         f"{tuple(W.shape)}, {tuple(E.shape)}, {tuple(U.shape)}")
+    dtype = torch.promote_types(torch.promote_types(W.dtype, E.dtype), U.dtype)
+    W, E, U = W.to(dtype), E.to(device=W.device, dtype=dtype), U.to(device=W.device, dtype=dtype)
+    labels = torch.as_tensor(check.labels("labels", labels, E.shape[0], U.shape[0]), device=W.device)
     scores = U @ W @ E.T  # (..., M, N)
     right = scores.gather(-2, labels.expand(*scores.shape[:-2], 1, -1))[..., 0, :]
     mask = torch.nn.functional.one_hot(labels, U.shape[0]).T.bool()
@@ -557,10 +577,18 @@ def one_step_boundary(p1) -> np.ndarray:
     p1 : float or array
         Probability of the frequent token, in :math:`(0, 1)`.
     """
-    p1 = np.asarray(p1, dtype=np.float64)
-    if p1.size == 0 or np.any((p1 <= 0) | (p1 >= 1)):
-        raise ValueError("p1 must lie in (0, 1)")
+    p1 = _open_unit("p1", p1)
     return (1 - p1) / p1
+
+
+def _open_unit(name: str, values) -> np.ndarray:
+    """A finite scalar or 1-D array with entries in ``(0, 1)``, refused by ``name`` otherwise."""
+    values = check.real_array(name, values)
+    if values.ndim > 1:
+        raise ValueError(f"{name} must be a number or a 1-D sequence, got shape {values.shape}")
+    if np.any((values <= 0) | (values >= 1)):
+        raise ValueError(f"{name} must lie in (0, 1), got {check._short(values.tolist())}")
+    return values
 
 
 def two_token_phase(p1s, cosines, lrs, *, steps: int = 35, flow_step: float = 0.05) -> dict:
@@ -573,16 +601,18 @@ def two_token_phase(p1s, cosines, lrs, *, steps: int = 35, flow_step: float = 0.
 
     Parameters
     ----------
-    p1s : array_like
+    p1s : float or array_like, 1-D
         Probabilities of the frequent token (in ``(0, 1)``).
-    cosines : array_like
+    cosines : float or array_like, 1-D
         :math:`\cos(e_1, e_2)` (in ``[-1, 1]``).
-    lrs : array_like
+    lrs : float or array_like, 1-D
         Step sizes :math:`\eta`; each ``lr * steps`` must be a multiple of ``flow_step``.
     steps : int
         Number of descent steps.
     flow_step : float
-        Euler step of the gradient-flow integration.
+        Euler step of the gradient-flow integration. The cost, ``len(p1s) * steps`` descent steps and
+        ``max(lrs) * steps / flow_step`` Euler steps, is checked against
+        ``assocmem._validate.budget`` before any work.
 
     Returns
     -------
@@ -590,14 +620,22 @@ def two_token_phase(p1s, cosines, lrs, *, steps: int = 35, flow_step: float = 0.
         ``success`` (descent) and ``flow_success`` (flow): bool arrays ``(len(lrs), len(p1s),
         len(cosines))``; ``rare_margin``: the rare token's final margin under descent, same shape.
     """
-    p1s = np.asarray(p1s, dtype=np.float64)
-    cosines = np.asarray(cosines, dtype=np.float64)
-    lrs = check.positive_array("lrs", lrs)
+    p1s = np.atleast_1d(_open_unit("p1s", p1s))
+    cosines = np.atleast_1d(check.real_array("cosines", cosines))
+    lrs = np.atleast_1d(check.positive_array("lrs", lrs))
+    for name, values in (("cosines", cosines), ("lrs", lrs)):
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be a number or a 1-D sequence, got shape {values.shape}")
+    if np.any(np.abs(cosines) > 1):
+        raise ValueError(f"cosines must lie in [-1, 1], got {check._short(cosines.tolist())}")
     steps = check.positive_int("steps", steps)
     flow_step = check.real("flow_step", flow_step, low=0.0, low_open=True)
-    one_step_boundary(p1s)  # validates p1s
-    if cosines.size == 0 or np.any(np.abs(cosines) > 1):
-        raise ValueError("cosines must lie in [-1, 1]")
+    runs = lrs.size * cosines.size
+    check.budget("steps, p1s, lrs, cosines", work=p1s.size * steps * (check.STEP_WORK + 100.0 * runs),
+                 formula="len(p1s) x steps descent steps of len(lrs) x len(cosines) runs")
+    flow_steps = lrs.max() * steps / flow_step
+    check.budget("lrs, steps, flow_step", work=flow_steps * (check.STEP_WORK + 100.0 * p1s.size * cosines.size),
+                 formula="max(lrs) x steps / flow_step Euler steps of the len(p1s) x len(cosines) grid")
     horizons = np.rint(lrs * steps / flow_step).astype(int)
     if not np.allclose(horizons * flow_step, lrs * steps, rtol=1e-9, atol=0):
         raise ValueError(f"each lr * steps must be a multiple of flow_step={flow_step}")
@@ -664,16 +702,21 @@ def segmented_sgd(*, N: int = 10, M: int = 5, alpha: float = 1.5, d: int = 5, se
     dict
         ``steps`` (n,), ``error`` and ``predicted_error`` (trials, n), ``probs``.
     """
+    N, M, d = check.positive_int("N", N), check.positive_int("M", M), check.positive_int("d", d)
+    alpha = check.real("alpha", alpha, low=0.0)
     trials = check.positive_int("trials", trials)
     seed = check.seed("seed", seed)
     eval_every = check.positive_int("eval_every", eval_every)
-    segments = [(check.real("segments lr", float(g), low=0.0, low_open=True),
-                 check.positive_int("segments steps", int(n))) for g, n in segments]
-    if not segments or any(n % eval_every for _, n in segments):
-        raise ValueError(f"segments must be non-empty, each length a multiple of eval_every={eval_every}")
+    segments = _segments(segments)
+    if any(n % eval_every for _, n in segments):
+        raise ValueError(f"segments: each length must be a multiple of eval_every={eval_every}, "
+                         f"got {[n for _, n in segments]}")
+    total = sum(n for _, n in segments)
+    check.budget("N, M, d, trials, segments", nbytes=16.0 * trials * ((N + M) * d + total + N),
+                 work=total * (check.STEP_WORK + 4.0 * trials * (N + M) * d),
+                 formula="trials x total steps of batch-1 SGD on (N + M) x d embeddings")
     seeds = list(range(seed, seed + trials))
     probs, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
-    total = sum(n for _, n in segments)
     E, U = training.run_embeddings(seeds, N, M, d, dtype=torch.float64)
     tokens = np.stack([zipf.sample_tokens(N, alpha, total, s) for s in seeds])
     errors, W, start = [], None, 0
@@ -689,6 +732,23 @@ def segmented_sgd(*, N: int = 10, M: int = 5, alpha: float = 1.5, d: int = 5, se
     predicted = np.stack([memory.population_error(torch.as_tensor(q[:, t], dtype=E.dtype), probs, labels, E, U)[:, 0]
                           .numpy() for t in steps], 1)
     return {"steps": steps, "error": np.concatenate(errors, 1), "predicted_error": predicted, "probs": probs}
+
+
+def _segments(segments) -> list[tuple[float, int]]:
+    """``segments`` of :func:`segmented_sgd` as a non-empty list of ``(lr > 0, steps >= 1)``, refused by
+    name when it is not a sequence of pairs."""
+    if isinstance(segments, (str, bytes)) or not isinstance(segments, (list, tuple, np.ndarray)) \
+            or len(segments) == 0:
+        raise TypeError(f"segments must be a non-empty sequence of (lr, steps) pairs, got {check._short(segments)}")
+    out = []
+    for k, segment in enumerate(segments):
+        if isinstance(segment, (str, bytes)) or np.ndim(segment) != 1 or len(segment) != 2:
+            raise TypeError(f"segments[{k}] must be an (lr, steps) pair, got {check._short(segment)}")
+        lr, steps = segment
+        steps = steps.item() if isinstance(steps, np.generic) else steps
+        out.append((check.real(f"segments[{k}] lr", lr, low=0.0, low_open=True),
+                    check.positive_int(f"segments[{k}] steps", steps)))
+    return out
 
 
 def _expit(z: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 phase diagram, and spot checks of the committed data."""
 
 import itertools
+import math
 from math import comb
 from pathlib import Path
 
@@ -231,3 +232,29 @@ def test_minimax_comparison_ratio_is_error_over_bound():
     assert len(table) == 4
     assert np.allclose(table.ratio, table.error / table.bound)
     assert (table.bound > 0).all() and (table.bound <= 1 - 1 / 5).all()
+
+
+def test_sizes_are_bounded_before_any_work_and_divergence_is_reported():
+    for name in ("trials", "N", "batch_size"):
+        with pytest.raises(ValueError, match=rf"\b{name}\b.*ASSOCMEM_MAX"):
+            cap.learned_embeddings_vs_M(3, **{name: 10**12})
+    for name in ("trials", "opt_steps", "M"):
+        with pytest.raises(ValueError, match=rf"\b{name}\b.*ASSOCMEM_MAX"):
+            cap.phase_cell(T=160, **{name: 10**12})
+    E, U = memory.memory_embeddings(6, 3, 4, seed=0, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"\bsteps\b.*ASSOCMEM_MAX"):
+        cap.optimised_memory(E, U, zipf.mod_labels(6, 3), np.full(6, 1 / 6), steps=10**12)
+    # Adam moves every entry by about lr per step: lr = 1e300 overflows float32 and is said so, by name
+    with pytest.raises(ValueError, match=r"lr=1e\+300: training diverged .* 2 of 2"):
+        cap.learned_embeddings_vs_M(3, N=10, lr=1e300, batch_size=10, epochs=3, trials=2)
+
+
+def test_theorem1_comparison_checks_gammas_and_caps_the_threshold_at_N():
+    for gammas, error in [([math.nan], ValueError), ("x", TypeError), ([1.5], ValueError), ([], ValueError)]:
+        with pytest.raises(error, match="gammas"):
+            cap.theorem1_comparison(N=40, d_grid=(10,), trials=2, gammas=gammas)
+    table = cap.theorem1_comparison(N=40, d_grid=(10,), trials=2, fraction=1e300, gammas=[1.0])
+    every = cap.theorem1_comparison(N=40, d_grid=(10,), trials=2, fraction=4.0, gammas=[1.0])  # P = 40 = N
+    threshold = table[table.scheme.str.startswith("q = 1[")].iloc[0]
+    assert np.isfinite(table.drop(columns="scheme").to_numpy(dtype=float)).all()
+    assert threshold.gaussian_mean == every[every.scheme.str.startswith("q = 1[")].iloc[0].gaussian_mean

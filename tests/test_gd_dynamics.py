@@ -256,3 +256,69 @@ def test_bad_input_names_the_parameter():
         g.load_scan(ds=())
     with pytest.raises(ValueError, match="lrs"):
         g.load_scan(lrs=(0.0,))
+
+
+def test_cover_probability_is_the_binomial_tail_at_any_size():
+    for N in (1, 2, 7, 40, 200):
+        for d in range(1, N + 2):
+            exact = math.fsum(math.comb(N - 1, k) for k in range(min(d, N))) / 2 ** (N - 1)
+            assert g.cover_separable_probability(N, d) == pytest.approx(exact, rel=1e-12, abs=1e-300)
+    # sizes where the big-integer sum would take hours: P(2d, d) = 1/2 by symmetry, a far tail underflows to 0
+    assert g.cover_separable_probability(2 * 10**11, 10**11) == pytest.approx(0.5, rel=1e-9)
+    assert g.cover_separable_probability(10**12, 6) == 0.0
+    assert g.cover_separable_probability(10**12, 10**12) == 1.0
+
+
+def test_token_margins_refuse_bad_tensors_by_name():
+    W, E, U, labels, _ = _random_problem(1, 6, 3, 3, seed=11)
+    W, E, U = W[0], E[0], U[0]
+    bad_E = E.clone()
+    bad_E[0, 0] = math.nan
+    for kwargs, error, name in [({"E": bad_E}, ValueError, "E"), ({"W": None}, TypeError, "W"),
+                                ({"U": U[:0]}, ValueError, "U"), ({"E": E[None]}, ValueError, "E"),
+                                ({"U": "x"}, TypeError, "U"), ({"labels": labels + 0.5}, TypeError, "labels"),
+                                ({"labels": labels[:-1]}, ValueError, "labels"),
+                                ({"labels": labels * 3}, ValueError, "labels"), ({"labels": None}, TypeError, "labels"),
+                                ({"W": W[:2]}, ValueError, "W")]:
+        args = {"W": W, "E": E, "U": U, "labels": labels, **kwargs}
+        with pytest.raises(error, match=rf"\b{name}\b"):
+            g.token_margins(**args)
+    # float32 memories against float64 embeddings are promoted, not refused
+    assert torch.allclose(g.token_margins(W.float(), E, U, labels), g.token_margins(W, E, U, labels), atol=1e-5)
+
+
+def test_two_token_inputs_are_checked_by_name_and_their_cost_before_any_work():
+    with pytest.raises(TypeError, match="p1 "):
+        g.one_step_boundary(None)
+    with pytest.raises(ValueError, match="p1 "):
+        g.one_step_boundary(math.nan)
+    for kwargs, error, name in [({"p1s": None}, TypeError, "p1s"), ({"p1s": []}, ValueError, "p1s"),
+                                ({"cosines": [math.nan]}, ValueError, "cosines"),
+                                ({"cosines": "x"}, TypeError, "cosines"),
+                                ({"lrs": np.ones((1, 1, 2))}, ValueError, "lrs"),
+                                ({"steps": 10**12}, ValueError, "steps"),
+                                ({"lrs": [1e300]}, ValueError, "flow_step")]:
+        args = {"p1s": [0.75], "cosines": [0.9], "lrs": [0.1], **kwargs}
+        with pytest.raises(error, match=rf"\b{name}\b"):
+            g.two_token_phase(**args)
+    scalar = g.two_token_phase(0.75, 0.9, 0.1, steps=10)  # numbers are one-point axes
+    assert scalar["success"].shape == (1, 1, 1)
+    assert np.array_equal(scalar["success"], g.two_token_phase([0.75], [0.9], [0.1], steps=10)["success"])
+
+
+def test_segmented_sgd_and_loss_curves_refuse_bad_input_by_name():
+    for segments, error in [(None, TypeError), ("x", TypeError), ((), TypeError), (((1.0,),), TypeError),
+                            (((1.0, 2.5),), TypeError), (((-1.0, 10),), ValueError)]:
+        with pytest.raises(error, match="segments"):
+            g.segmented_sgd(segments=segments, trials=2)
+    for name in ("trials", "M"):
+        with pytest.raises(ValueError, match=rf"\b{name}\b.*ASSOCMEM_MAX"):
+            g.segmented_sgd(**{name: 10**12})
+    with pytest.raises(ValueError, match=r"\bN\b"):
+        g.sphere_memory(10**12, 2, 3, seed=0)
+    with pytest.raises(TypeError, match="losses"):
+        g.late_oscillation(None, 2)
+    with pytest.raises(ValueError, match="losses"):
+        g.late_oscillation([1.0, math.nan, 0.5], 2)
+    with pytest.raises(ValueError, match="losses"):
+        g.late_oscillation(1.0, 1)
