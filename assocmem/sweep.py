@@ -194,6 +194,8 @@ class DiskCache:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
+        if directory is not None and not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(f"directory must be a path (str or os.PathLike) or None, got {check._short(directory)}")
         directory = directory or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "assocmem"
         self.directory = Path(directory)
 
@@ -248,6 +250,12 @@ class DiskCache:
             The point's full configuration.
         rows : list of dict
             The rows to cache; JSON-serialisable (NaN and infinities allowed).
+
+        Notes
+        -----
+        Hold the point's lock (:meth:`try_lock`) while storing when other sweeps may use the cache, as
+        :func:`run_sweep` does: :meth:`remove_stale_temporaries` treats the temporary of an unlocked
+        entry as a dead writer's.
         """
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,8 +286,32 @@ class DiskCache:
             raise ValueError(f"cache directory {self.directory} is not writable ({error.strerror or error})") from None
 
     def remove_stale_temporaries(self) -> int:
-        """Remove temporaries left by killed writers (see ``assocmem._io.remove_stale_temporaries``)."""
-        return remove_stale_temporaries(self.directory, pattern=f"??/.*{TMP_SUFFIX}") if self.directory.is_dir() else 0
+        """Remove the temporaries left by killed writers; return how many were removed.
+
+        A sweep stores an entry while it holds the point's lock (:meth:`try_lock`), and the system
+        releases a dead holder's lock, so the temporary ``KE/.KEY.json.*.tmp`` of an entry whose lock
+        is free has no live writer, however recent it is: a sweep restarted at once after its parent
+        was killed in the middle of a write removes it. A temporary whose lock is held is a live
+        writer's and is kept. Where ``fcntl`` is missing (no locks) the rule is its age instead
+        (``assocmem._io.remove_stale_temporaries``: older than a minute)."""
+        if not self.directory.is_dir():
+            return 0
+        if fcntl is None:
+            return remove_stale_temporaries(self.directory, pattern=f"??/.*{TMP_SUFFIX}")
+        removed = 0
+        for tmp in self.directory.glob(f"??/.*{TMP_SUFFIX}"):
+            key = tmp.name[1:].split(".json.", 1)[0]
+            lock = self.try_lock(key) if tmp.parent.name == key[:2] else None
+            if lock is None:  # a live writer holds it (or the name is not an entry's temporary)
+                continue
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError:
+                pass  # removed by a concurrent cleaner, or not ours to remove
+            finally:
+                lock.release(stored=self.path(key).is_file())
+        return removed
 
 
 class PointLock:

@@ -144,16 +144,27 @@ def test_entries_follow_the_umask_and_stale_temporaries_are_removed(tmp_path):
     stale.parent.mkdir()
     stale.write_text("{")
     os.utime(stale, (0, 0))  # left by a writer killed long ago
+    killed = tmp_path / "ab" / ".abe.json.x1y2.tmp"
+    killed.write_text("{")  # a writer killed a moment ago: its lock is free, so it is stale however recent
     fresh = tmp_path / "ab" / ".abd.json.x1y2.tmp"
-    fresh.write_text("{")  # a live writer's, about to be renamed: not touched
+    fresh.write_text("{")  # a live writer's, about to be renamed: it holds the point's lock, not touched
+    writer = cache.try_lock("abd")
     previous = os.umask(0o027)
     try:
         sweep.run_sweep(square, [{"x": 7}], cache=cache, progress=False)
     finally:
         os.umask(previous)
+        writer.release()
     entry = cache.path(sweep.config_key(square, {"x": 7}))
     assert entry.stat().st_mode & 0o777 == 0o640
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and not killed.exists() and fresh.exists()
+    assert cache.remove_stale_temporaries() == 1 and not fresh.exists()  # its writer is gone now
+
+
+def test_a_cache_directory_must_be_a_path():
+    for bad in (float("nan"), 3, ["a"]):
+        with pytest.raises(TypeError, match="directory"):
+            sweep.DiskCache(bad)
 
 
 def test_an_unwritable_cache_fails_before_computing(tmp_path):
