@@ -636,6 +636,8 @@ def modern_retrieve(states, patterns, beta: float, *, steps: int = 1) -> Traject
     """
     steps, beta = check.positive_int("steps", steps), _beta(beta)
     start, patterns = _pair("states", states, "patterns", patterns)
+    single = start.dim() == 1 and patterns.dim() > 2  # one state against a batch of pattern sets
+    start = start.unsqueeze(0) if single else start
     rows = start.shape[:-1] if start.dim() >= 2 else ()
     try:  # the shape of every update: the states' rows under the batch dimensions of both
         shape = (*torch.broadcast_shapes(rows[:-1], patterns.shape[:-2]), *rows[-1:], start.shape[-1])
@@ -649,7 +651,10 @@ def modern_retrieve(states, patterns, beta: float, *, steps: int = 1) -> Traject
     for _ in range(steps):
         states.append(_softmax_weights(states[-1], patterns, beta) @ patterns)
     states = torch.stack(states)
-    return Trajectory(states=states, energies=modern_energy(states, patterns, beta))
+    energies = modern_energy(states, patterns, beta)
+    if single:
+        states, energies = states.squeeze(-2), energies.squeeze(-1)
+    return Trajectory(states=states, energies=energies)
 
 
 def separation(patterns) -> torch.Tensor:

@@ -377,3 +377,14 @@ def test_one_step_retrieval_at_huge_beta_is_exact_where_the_bound_is_finite():
 def test_capacity_sizes_are_refused_by_the_callers_names(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_modern_retrieve_one_state_against_a_batch_of_pattern_sets():
+    patterns = hf.sphere_patterns(4, 6, trials=2, seed=0)                   # (2, 4, 6)
+    state = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64)               # (6,)
+    trajectory = hf.modern_retrieve(state, patterns, 1.0, steps=2)
+    assert trajectory.states.shape == (3, 2, 6) and trajectory.energies.shape == (3, 2)
+    for t in range(2):  # a (1, d) against a (d,) product: different kernels, equal to rounding
+        alone = hf.modern_retrieve(state, patterns[t], 1.0, steps=2)
+        torch.testing.assert_close(trajectory.states[:, t], alone.states, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(trajectory.energies[:, t], alone.energies, rtol=1e-12, atol=1e-12)
