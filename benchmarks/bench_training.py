@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import time
 
 import numpy as np
@@ -181,10 +182,12 @@ def main():
     parser.add_argument("--quick", action="store_true", help="agreement and throughput only")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(f"start {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load average {os.getloadavg()}", flush=True)
     check_agreement()
     throughput()
     if not args.quick:
         project_grid()
+    print(f"end {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":
