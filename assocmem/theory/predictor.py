@@ -28,7 +28,7 @@ Three pieces of the book, composed:
    :math:`(\gamma/d)\operatorname{sign}(G)`, of squared norm :math:`\gamma^2\phi_t^2 (1 - \kappa^2)`, is
    noise; its rows are signs of combinations of the ``M`` output embeddings, so it lies mostly in their
    span, and it adds to every score a variance :math:`\gamma^2 (1-\kappa^2) \phi_t^2 / (M d)` per step,
-   summed over the steps (a random walk; it ignores that a token visited later corrects it). Without layer norm and
+   summed over the steps (a random walk; the replay of item 4 lets later visits correct it). Without layer norm and
    for SGD this is :func:`assocmem.theory.dynamics.minibatch_q` in its symmetric form (the tests check
    it). The stored weight of ``x`` is its learned margin :math:`q(x) = a - b`.
 
@@ -40,10 +40,25 @@ Three pieces of the book, composed:
    :func:`assocmem.theory.interference.token_error_probability` summed with ``p``. The scores of a random
    :math:`W_0` (variance :math:`1/d`) and the sign noise enter as one extra association per class, of
    weight :math:`w` with :math:`w^2 (1 + (M-1)/d)/d` equal to that variance (an association's
-   interference, to leading order in :math:`1/d`). For SGD, a token seen at most ``REVISIT_CAP`` times is
-   visited while the others already interfere with it: its visits are replayed from a draw of that
-   interference with the full ``M``-class step, which pushes down the class the interference raised
-   (``_revisited_miss``).
+   interference, to leading order in :math:`1/d`).
+4. **Visits that see the interference** (``_replayed_miss``). A static Gaussian picture puts the final
+   weight :math:`q(n_x)` against the interference and lets a frequent token lose whenever the
+   interference exceeds it. Gradient descent does not: every visit of ``x`` is a full ``M``-class step
+   from its *current* scores, interference included, and it pushes down the wrong class the interference
+   raised (the symmetric map spreads the push evenly). So every seen token's visits are replayed from a
+   draw :math:`\xi \sim \mathcal N(0, \mathrm{diag}(\sigma_k^2, \sigma_y^2))` of its interference (the
+   moments of :func:`assocmem.theory.interference.score_moments` for the final weights and the
+   :math:`W_0` carrier), on the schedule of its counts (``c`` copies of a step per batch). Without layer
+   norm a visit never turns a right token wrong (it raises the own class and lowers every other), so the
+   replay stops once every token with visits left is right; with layer norm the step is
+   :math:`h \mapsto \lambda h - \eta c\, r g` with :math:`\lambda = 1 + \eta c\, r^3 (h \cdot g)`, which keeps
+   the argmax while :math:`\lambda > 0`, and the replay stops once that holds too. For sign descent the
+   replay follows the ``S`` steps with the mean-field batch norm :math:`\nu_t` and adds the sign noise of
+   each step as it comes, so visits after it correct it and only the noise after a token's last visit
+   stays. What the replay still ignores: the interference is drawn once, in place at the first visit (it
+   is, for the frequent tokens that carry it, once the step is large), and a token's corrections do not
+   feed back into the interference on the others (the coupling that lets an optimised memory store more
+   than an outer-product sum at small ``d``).
 
 The counts are drawn ``samples`` times (seeded); each draw gives an expected error :math:`\bar{\mathcal E}_k`
 and, since tokens are recalled independently given the weights, an embedding variance
@@ -55,8 +70,8 @@ of ``trials`` runs, cut at 0 and 1.
 Where it is exact, and where it is not: with orthonormal embeddings (``d >= N``) and :math:`W_0 = 0`
 every seen token is recalled, whatever the optimiser, and the error is the unseen mass
 :math:`\sum_x p(x)(1-p(x))^T` (``embeddings="orthonormal"``). With random embeddings it ignores
-(i) the corrections that gradient descent makes to interference beyond those replayed visits (a trained ``W`` is not an
-outer-product sum once tokens interfere: at small ``d`` it stores more than the map says), (ii) the
+(i) the coupled corrections of gradient descent: a token's corrections move the interference on the others,
+and a trained ``W`` is then no outer-product sum (at small ``d`` it fits more tokens than the map says), (ii) the
 correlations between tokens through the shared output embeddings, (iii) for sign descent, everything
 beyond the Gaussian picture of the sign (the batch's structure at small ``B``, correlations of the noise
 across steps). Chapter 8 measures how much each costs.
@@ -68,7 +83,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special
+from scipy import special, stats
 
 from .. import _validate as check
 from .. import finite_sample, zipf
@@ -84,8 +99,7 @@ KAPPA = float(np.sqrt(2 / np.pi))
 ADAM_EPS = 1e-8
 LAYER_NORM_EPS = 1e-6
 _GRID_POINTS = 160
-REVISIT_CAP = 16
-REVISIT_DRAWS = 64
+REPLAY_DRAWS = 64
 
 
 @dataclass(frozen=True)
@@ -213,6 +227,7 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
     elif lr is not None or batch_size is not None or layer_norm:
         raise ValueError(f"rule={rule!r} is a hand-set scheme: lr, batch_size and layer_norm do not apply")
     z = float(special.ndtri(0.5 + level / 2))
+    _predict_budget(rule, d.size, T, batch_size, N, M, samples, embeddings)
     p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
 
     if embeddings == "orthonormal":
@@ -226,30 +241,31 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
                           np.clip(mean + half, 0, 1) * ones, level, trials)
 
     counts = np.random.default_rng(seed).multinomial(T, p, size=samples)
-    noise = np.zeros(d.size) if init == "zero" else 1.0 / d
+    w0 = np.zeros(d.size) if init == "zero" else 1.0 / d
+    noise, schedule = w0, None
     if rule in OPTIMIZERS:
-        n_grid, margins, extra = stored_margins(rule, lr, batch_size, T, d, N=N, M=M, alpha=alpha,
-                                                layer_norm=layer_norm, init=init)
-        noise = noise + extra
+        n_grid, margins, extra, schedule = _decoupled(rule, lr, batch_size, T, d.astype(np.float64), N, M, alpha,
+                                                      layer_norm, init, _GRID_POINTS)
+        noise = w0 + extra
         weights = np.stack([np.stack([np.interp(c, n_grid, margins[j]) for c in counts]) for j in range(d.size)])
     else:
         q = finite_sample.count_weights(counts, rule, d, ratio=ratio, rho=rho)
         weights = np.moveaxis(q, 1, 0) if rule == "top" else np.broadcast_to(q, (d.size,) + q.shape)
 
     means, variances = np.empty((d.size, samples)), np.empty((d.size, samples))
+    lab = np.concatenate([labels, np.arange(M)])  # one carrier association per class (W0, sign noise)
     for j, dj in enumerate(d):
-        revisit_rng = np.random.default_rng([seed, 1, int(dj)])  # per d: a cell predicts alike in any grid
-        carrier = np.sqrt(noise[j] * dj / (1 + (M - 1) / dj))  # one association per class, W0 / sign noise
-        extra_labels = np.arange(M)
-        for k in range(samples):
-            q = np.concatenate([weights[j, k], np.full(M, carrier)]) if carrier > 0 else weights[j, k]
-            lab = np.concatenate([labels, extra_labels]) if carrier > 0 else labels
-            miss = interference.token_error_probability(q, lab, int(dj), M)[:N]
-            if rule == "sgd":
-                miss = _revisited_miss(miss, q, lab, counts[k], int(dj), M, lr / batch_size, layer_norm, init,
-                                       revisit_rng)
-            means[j, k] = p @ miss
-            variances[j, k] = (p ** 2) @ (miss * (1 - miss))
+        dj = int(dj)
+        miss = np.stack([interference.token_error_probability(_with_carrier(weights[j, k], noise[j], dj, M), lab,
+                                                              dj, M)[:N] for k in range(samples)])
+        if rule in OPTIMIZERS:  # every seen token's visits replayed from its interference (module notes, 4.)
+            start = np.stack([_with_carrier(weights[j, k], w0[j], dj, M) for k in range(samples)])
+            steps = None if schedule is None else tuple(part[:, j] for part in schedule)
+            replayed = _replayed_miss(start, lab, counts, dj, M, lr, batch_size, T // batch_size, layer_norm,
+                                      init, np.random.default_rng([seed, 2, dj]), adam=steps)
+            miss = np.where(counts > 0, replayed, miss)
+        means[j] = miss @ p
+        variances[j] = (miss * (1 - miss)) @ p ** 2
     mean = means.mean(1)
     between = means.var(1, ddof=1)
     var_run = between + variances.mean(1)
@@ -304,9 +320,27 @@ def stored_margins(rule: str, lr: float, batch_size: int, T: int, d, *, N: int =
     if T % B:
         raise ValueError(f"batch_size must divide T={T}, got batch_size={B}")
     d = check.int_array("d", d).astype(np.float64)
+    N = check.positive_int("N", N)
     M = check.positive_int("M", M, minimum=2)
+    alpha = check.real("alpha", alpha, low=0.0)
     init = check.choice("init", init, ("random", "zero"))
     grid_points = check.positive_int("grid_points", grid_points, minimum=2)
+    if not isinstance(layer_norm, (bool, np.bool_)):
+        raise TypeError(f"layer_norm must be a bool, got {layer_norm!r}")
+    K = min(grid_points, T) + 1 + (N if rule == "adam" else 0)
+    D = d.size if rule == "adam" else 1
+    schedule_bytes = 16.0 * (T // B) * D if rule == "adam" else 0.0
+    check.budget("T, batch_size, grid_points, d, N, M", nbytes=64.0 * D * K * M + schedule_bytes + 24.0 * grid_points,
+                 work=(T // B) * (check.STEP_WORK + 40.0 * D * K * M),
+                 formula="T / batch_size steps of (grid_points + N) tokens x M classes x len(d)")
+    n_grid, margins, noise, _ = _decoupled(rule, lr, B, T, d, N, M, alpha, bool(layer_norm), init, grid_points)
+    return n_grid, margins, noise
+
+
+def _decoupled(rule, lr, B, T, d, N, M, alpha, layer_norm, init, grid_points):
+    r"""The iteration of :func:`stored_margins` on validated input; also returns, for ``"adam"``, the
+    mean-field batch's squared norm (without the token's own row) and :math:`\phi_t` at each step,
+    shapes ``(S, len(d))`` (``None`` for SGD), which the replay of the visits uses."""
     S = T // B
     n_grid = np.unique(np.concatenate([[0], np.round(np.geomspace(1, T, grid_points)).astype(np.int64)]))
     p = zipf.zipf_probs(N, alpha)
@@ -316,7 +350,7 @@ def stored_margins(rule: str, lr: float, batch_size: int, T: int, d, *, N: int =
     h = np.zeros((D, K, M))
     res = np.full((D, K), 1.0 if init == "random" else 0.0)
     second_moment = B * p * (1 - p) + (B * p) ** 2  # E[c^2] of a token's batch count
-    phi2_sum = np.zeros(D)
+    batch_norm2, phis = (np.empty((S, D)), np.empty((S, D))) if adam else (None, None)
     for t in range(S):
         grid_counts = (t + 1) * n_grid // S - t * n_grid // S
         c = np.concatenate([grid_counts, B * p]) if adam else grid_counts.astype(np.float64)
@@ -327,7 +361,7 @@ def stored_margins(rule: str, lr: float, batch_size: int, T: int, d, *, N: int =
             nu = np.sqrt(others[:, None] + (c / B) ** 2 * row2)                # with the token's own row
             sigma = np.sqrt(others) / d
             phi = sigma / (sigma + ADAM_EPS)
-            phi2_sum += phi ** 2
+            batch_norm2[t], phis[t] = others, phi
             scale = lr * KAPPA * phi[:, None] * c[None, :] / (B * np.maximum(nu, 1e-300))
         else:
             scale = (lr / B) * c[None, :]
@@ -335,11 +369,12 @@ def stored_margins(rule: str, lr: float, batch_size: int, T: int, d, *, N: int =
         res -= scale * dres
     margins = (h[..., 0] - h[..., 1])[:, :n_grid.size]
     if adam:
-        noise = lr ** 2 * (1 - KAPPA ** 2) * phi2_sum / (M * d)
+        noise = lr ** 2 * (1 - KAPPA ** 2) * (phis ** 2).sum(0) / (M * d)
+        schedule = (batch_norm2, phis)
     else:
         margins = np.broadcast_to(margins, (d.size, n_grid.size))
-        noise = np.zeros(d.size)
-    return n_grid, np.ascontiguousarray(margins), noise
+        noise, schedule = np.zeros(d.size), None
+    return n_grid, np.ascontiguousarray(margins), noise, schedule
 
 
 CELL_KEYS = ("rule", "d", "T", "batch_size", "lr", "layer_norm")
@@ -442,36 +477,121 @@ def calibration_summary(table, by=None):
     return table.groupby(by).apply(summary, include_groups=False).reset_index()
 
 
-def _revisited_miss(miss, q, labels, counts, d: int, M: int, step: float, layer_norm: bool, init: str, rng,
-                    *, cap: int = REVISIT_CAP, draws: int = REVISIT_DRAWS) -> np.ndarray:
-    r"""Miss probabilities of rarely seen tokens when their visits see the interference (SGD).
+def _with_carrier(q: np.ndarray, variance: float, d: int, M: int) -> np.ndarray:
+    """The weights ``q`` followed by ``M`` carrier associations (one per class) whose interference has
+    the given variance per score: weight :math:`w` with :math:`w^2 (1 + (M-1)/d)/d` equal to it."""
+    return np.concatenate([q, np.full(M, np.sqrt(variance * d / (1 + (M - 1) / d)))])
 
-    A token seen :math:`1 \le n \le` ``cap`` times starts from its interference
-    :math:`\xi \sim \mathcal N(0, \mathrm{diag}(\sigma_k^2, \sigma_y^2))` (the moments of
-    :func:`assocmem.theory.interference.score_moments` for the final weights) instead of 0, and each visit
-    is the full ``M``-class gradient step from there: the push lands on the wrong class that the
-    interference raised, which the symmetric map spreads evenly. ``draws`` Gaussian draws per token; the
-    others keep ``miss``. It assumes the interference is in place at the first visit (it is, for the
-    frequent tokens that carry it, once the step is large) and adds none after the last one.
-    """
-    sel = np.flatnonzero((counts >= 1) & (counts <= cap))
-    if not sel.size:
-        return miss
-    _, var_true, var_wrong = interference.score_moments(q, labels, d, M)
-    own = labels[sel]
+
+def _replayed_miss(q, labels, counts, d: int, M: int, lr: float, B: int, S: int, layer_norm: bool, init: str, rng,
+                   *, adam=None, draws: int = REPLAY_DRAWS) -> np.ndarray:
+    r"""Miss probability of every token when its visits start from its interference (module notes, 4.).
+
+    ``q`` (shape ``(samples, N + M)``, the final weights and the carriers, classes ``labels``) sets the
+    interference :math:`\xi \sim \mathcal N(0, \mathrm{diag}(\sigma_k^2, \sigma_y^2))` of
+    :func:`assocmem.theory.interference.score_moments`; ``draws`` Gaussian draws per token and count draw
+    (``counts``, shape ``(samples, N)``), draw ``i`` at the ``(i + 1/2)/draws`` quantile of the squared norm
+    :math:`n_u \sim \chi^2_d/d` of the true class's output embedding, which scales the variances and the
+    token's own-class steps (the average over :math:`n_u` of the static model). Token ``x`` gets
+    :math:`\min(n_x, S)` steps of ``c`` copies (its ``n_x`` visits spread evenly over the ``S`` steps).
+    SGD (``adam=None``): each moves ``h`` by :math:`-(\gamma c / B)\,\partial h`; a token leaves the replay
+    once no step it has left can change its argmax. Sign descent (``adam=(batch_norm2, phi)`` from
+    :func:`_decoupled`, shapes ``(S,)``): the step of the map at the visit's step ``t``, with the token's own
+    row in :math:`\nu_t`, after the sign noise of the steps since its last visit (variance
+    :math:`\gamma^2 (1-\kappa^2)\phi_t^2 / (M d)` per score and step); the noise after its last visit is
+    added at the end. Returns shape ``(samples, N)``: per token, the fraction
+    of draws whose own class is not strictly first."""
+    samples, N = counts.shape
+    own = labels[:N]
     others = (own[:, None] + np.arange(1, M)[None, :]) % M
-    sd = np.sqrt(np.concatenate([var_true[sel, None], np.take_along_axis(var_wrong[sel], others, 1)], 1))
-    h = rng.standard_normal((draws, sel.size, M)) * sd
-    res = np.full((draws, sel.size), 1.0 if init == "random" else 0.0)
-    visits = counts[sel]
-    for v in range(int(visits.max())):
-        active = (visits > v).astype(np.float64)
-        dh, dres = _gradient(h, res, layer_norm)
-        h -= step * active[None, :, None] * dh
-        res -= step * active[None, :] * dres
-    out = miss.copy()
-    out[sel] = (h[..., 1:].max(-1) >= h[..., 0]).mean(0)
-    return out
+    # The squared norm n_u of the true class's output embedding, chi^2_d / d, one stratum per draw: it scales
+    # the token's own-class steps, and the interference variances are quadratics in it (exact from 3 nodes).
+    n_u = stats.gamma.ppf((np.arange(draws) + 0.5) / draws, d / 2, scale=2 / d)
+    var = np.empty((3, samples, N, M))
+    for node in range(3):
+        for k in range(samples):
+            _, var_true, var_wrong = interference.score_moments(q[k], labels, d, M, output_norm=float(node))
+            var[node, k, :, 0] = var_true[:N]
+            var[node, k, :, 1:] = np.take_along_axis(var_wrong[:N], others, 1)
+    a = (var[2] - 2 * var[1] + var[0]) / 2
+    b = var[1] - var[0] - a
+    nu_ = n_u[None, :, None, None]
+    sd = np.sqrt(np.maximum(a[:, None] * nu_ ** 2 + b[:, None] * nu_ + var[0][:, None], 0))
+    seen = np.broadcast_to(counts[:, None, :] > 0, (samples, draws, N))
+    k_idx, i_idx, x_idx = np.nonzero(seen)                  # one entry per (count draw, draw, seen token)
+    h = rng.standard_normal((k_idx.size, M)) * sd[k_idx, i_idx, x_idx]
+    res = np.full(k_idx.size, 1.0 if init == "random" else 0.0)
+    gain = np.ones((k_idx.size, M))
+    gain[:, 0] = n_u[i_idx]
+    n = counts[k_idx, x_idx]
+    K = np.minimum(n, S)                                    # steps with copies of the token, c copies each
+    wrong = np.zeros(k_idx.size, dtype=bool)
+    live = np.arange(k_idx.size)
+    if adam is not None:
+        batch_norm2, phi = adam
+        cumulative = np.concatenate([[0.0], np.cumsum(lr ** 2 * (1 - KAPPA ** 2) * phi ** 2 / (M * d))])
+        last = np.zeros(k_idx.size, dtype=np.int64)         # noise up to this step is already added
+    for v in range(int(K.max(initial=0))):
+        nv, Kv = n[live], K[live]
+        c = (v + 1) * nv // Kv - v * nv // Kv
+        hv, rv = h[live], res[live]
+        if adam is not None:                                # the sign noise since the last visit, then the step
+            t = np.where(nv >= S, v, ((v + 1) * S + nv - 1) // nv - 1)
+            hv += np.sqrt(cumulative[t] - cumulative[last[live]])[:, None] * rng.standard_normal(hv.shape)
+            last[live] = t
+        dh, dres = _gradient(hv, rv, layer_norm)
+        if adam is None:
+            scale = (lr / B) * c
+        else:
+            nu = np.sqrt(batch_norm2[t] + (c / B) ** 2 * ((dh ** 2).sum(-1) + dres ** 2))
+            scale = lr * KAPPA * phi[t] * c / (B * np.maximum(nu, 1e-300))
+        hv -= scale[:, None] * gain[live] * dh
+        rv -= scale * dres
+        done = Kv <= v + 1
+        if adam is None:                                    # no step left can change the argmax
+            risky = hv[:, 1:].max(-1) >= hv[:, 0]
+            if layer_norm:
+                risky |= _stretch(hv, rv, (lr / B) * -(-nv // Kv)) <= 0
+            done |= ~risky
+        else:                                               # the noise after the last visit
+            hv[done] += (np.sqrt(cumulative[S] - cumulative[t[done]])[:, None]
+                         * rng.standard_normal((int(done.sum()), M)))
+        h[live], res[live] = hv, rv
+        wrong[live[done]] = hv[done, 1:].max(-1) >= hv[done, 0]
+        live = live[~done]
+        if not live.size:
+            break
+    miss = np.zeros((samples, draws, N))
+    miss[k_idx, i_idx, x_idx] = wrong
+    return miss.mean(1)
+
+
+def _stretch(h, res, step):
+    r"""The factor :math:`\lambda = 1 + s\, r^3 (h \cdot g)` that a layer-norm step of size ``step`` puts
+    on ``h`` (module notes, 4.): the argmax survives the step while it is positive."""
+    r = 1.0 / np.sqrt((h ** 2).sum(-1) + res ** 2 + LAYER_NORM_EPS)
+    z = r[..., None] * h
+    g = np.exp(z - z.max(-1, keepdims=True))
+    g /= g.sum(-1, keepdims=True)
+    g[..., 0] -= 1.0
+    return 1.0 + step * r ** 3 * (h * g).sum(-1)
+
+
+def _predict_budget(rule: str, D: int, T: int, B, N: int, M: int, samples: int, embeddings: str) -> None:
+    """Refuse, before any work, a :func:`predict_error` call beyond the machine (``check.budget``)."""
+    if embeddings == "orthonormal":
+        check.budget("N", nbytes=48.0 * N * N, work=20.0 * N * N, formula="three N x N tables")
+        return
+    nbytes = 24.0 * D * samples * N + 64.0 * samples * N * M
+    work = D * samples * (check.STEP_WORK + 400.0 * (N + M) * M)
+    if rule in OPTIMIZERS:
+        S = T // B
+        K = min(_GRID_POINTS, T) + 1 + N
+        nbytes += 64.0 * D * K * M + 16.0 * S * D + 64.0 * samples * REPLAY_DRAWS * N * M
+        work += S * (check.STEP_WORK + 40.0 * D * K * M) + D * S * (check.STEP_WORK + 60.0 * samples
+                                                                    * REPLAY_DRAWS * N * M)
+    check.budget("T, batch_size, d, N, M, samples", nbytes=nbytes, work=work,
+                 formula="T / batch_size steps of the map and of the replay of samples x N tokens")
 
 
 def _gradient(h, res, layer_norm: bool):
