@@ -958,9 +958,6 @@ def _flags(name: str, values) -> list[bool]:
     return flags.tolist()
 
 
-_STEP_OPERATIONS = 1e5  # the fixed cost of one training step (Python and kernel launches), in operations
-
-
 def _check_cost(problem: _Problem, every: int, keep_history: bool, names: str) -> None:
     """Refuse, before any work, a run whose recorded history or whose work is beyond the bounds of
     :func:`assocmem._validate.budget`: ``steps x (fixed step cost + 6 R P d (d + M))`` operations (``P`` the
@@ -971,8 +968,8 @@ def _check_cost(problem: _Problem, every: int, keep_history: bool, names: str) -
     points = N if problem.tokens is None else min(N, problem.batch_size)
     records = problem.steps // every + 2
     check.budget(names, nbytes=8.0 * R * records * (2 + (d * d if keep_history else 0)),
-                 work=problem.steps * (_STEP_OPERATIONS + 6.0 * R * points * d * (d + M)),
-                 formula=f"{problem.steps} steps x ({_STEP_OPERATIONS:.0e} + 6 R P d (d + M)) operations, "
+                 work=problem.steps * (check.STEP_WORK + 6.0 * R * points * d * (d + M)),
+                 formula=f"{problem.steps} steps x ({check.STEP_WORK:.0e} + 6 R P d (d + M)) operations, "
                          f"{records} records of R={R} runs")
 
 
