@@ -126,3 +126,26 @@ def test_the_initial_activation_geometry_recomputes():
     np.testing.assert_allclose(rows.nn_mean, committed.nn_mean, rtol=1e-4)
     np.testing.assert_allclose(rows.norm_mean, committed.norm_mean, rtol=1e-4)
     assert list(rows.m) == list(committed.m)
+
+
+CONVERGED = DATA / "loss_floor_converged.csv"
+
+
+@pytest.mark.skipif(not CONVERGED.exists(), reason="no converged loss-floor runs committed")
+def test_converged_loss_floor_runs_extend_the_committed_short_runs():
+    long = pd.read_csv(CONVERGED)
+    short = pd.read_csv(DATA / "loss_floor.csv")
+    columns = ["train_loss_all", "val_loss_filled", "energy_in", "energy_out", "global_energy"]
+    for (corpus, seed), run in long.groupby(["corpus", "seed"]):
+        # the same settings but the cap: the first 2000 steps are the same computation, on the same machine
+        prefix = run[run.step <= short.steps.max()].reset_index(drop=True)
+        committed = short[(short.corpus == corpus) & (short.seed == seed)].reset_index(drop=True)
+        assert list(prefix[["step", "layer"]].itertuples(index=False)) == \
+            list(committed[["step", "layer"]].itertuples(index=False))
+        np.testing.assert_allclose(prefix[columns], committed[columns], rtol=1e-6)
+        # each run ends by the patience rule on the validation loss, or at the cap
+        curve = run[run.layer == 1]
+        best = curve.step.iloc[int(np.argmin(curve.val_loss_filled.to_numpy()))]
+        last = curve.step.max()
+        assert last - best == run.patience.iloc[0] or (last == run.steps.iloc[0] and last - best < run.patience.iloc[0])
+        assert np.isfinite(run[columns]).all().all()  # nothing diverged
