@@ -37,9 +37,11 @@ import numbers
 import os
 import pkgutil
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -388,13 +390,18 @@ def run(out_path: str, resume: tuple[str, int] | None = None) -> None:
 def drive(out_path: str, *, skip: list[str] = (), python: str = sys.executable) -> list[dict]:
     """Run every case in child processes (resuming after a child that died in a case, which is recorded
     as a hang) and return the records; the cases named in ``skip`` are recorded as hangs, not run."""
+    out_path = os.path.abspath(out_path)
     open(out_path, "w").close()
     resume: list[str] = []
     env = {**os.environ, SKIP_ENV: json.dumps(sorted(skip))}
+    scratch = tempfile.mkdtemp(prefix="assocmem-fuzz-")  # the calls' working directory: a path-like bad value
+    # (a checkpoint named "x") writes there, not into the caller's directory
     while True:
-        child = subprocess.run([python, __file__, "run", out_path, *resume], capture_output=True, text=True, env=env)
+        child = subprocess.run([python, os.path.abspath(__file__), "run", out_path, *resume], capture_output=True,
+                               text=True, env=env, cwd=scratch)
         lines = [json.loads(line) for line in open(out_path)]
         if child.returncode == 0:
+            shutil.rmtree(scratch, ignore_errors=True)
             return [line for line in lines if "outcome" in line]
         last = lines[-1] if lines else None
         if not last or "start" not in last:
