@@ -68,11 +68,47 @@ def population_loss(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels, p
     -------
     torch.Tensor, shape ``(R,)``
     """
-    labels = torch.as_tensor(np.asarray(labels), device=E.device)
-    probs = torch.as_tensor(np.asarray(probs), dtype=E.dtype, device=E.device)
+    W, E, U, labels, probs = _runs(E, U, labels, probs, W=W)
+    return _population_loss(W, E, U, labels, probs)
+
+
+def _population_loss(W, E, U, labels, probs):
+    """:func:`population_loss` on checked tensors (``labels`` int64 and ``probs`` on ``E``'s device and dtype):
+    no check inside, so that ``torch.func`` transforms and line searches call it as often as they need."""
     logp = torch.log_softmax(U @ W @ E.transpose(1, 2), dim=1)  # (R, M, N)
     right = logp.gather(1, labels.expand(logp.shape[0], -1)[:, None, :])[:, 0]
     return -(right @ probs)
+
+
+_ABSENT = object()  # a parameter the caller of ``_runs`` does not have (None is a value, refused by name)
+
+
+def _runs(E, U, labels, probs=_ABSENT, *, W=_ABSENT, W_name: str = "W"):
+    """Checked ``(W, E, U, labels, probs)`` of a batch of runs: ``E`` ``(R, N, d)``, ``U`` ``(R, M, d)``,
+    ``W`` ``(R, d, d)``, finite, promoted to one dtype on ``E``'s device; ``labels`` ``N`` classes in
+    ``0..M-1``; ``probs`` ``N`` non-negative finite weights; each refused by name. ``W`` and ``probs`` are
+    checked only when given (an absent one is returned as None)."""
+    E, U = check.tensor("E", E, ndim=3), check.tensor("U", U, ndim=3)
+    R, N, d = E.shape
+    if U.shape[0] != R or U.shape[2] != d:
+        raise ValueError(f"U must have shape (R={R}, M, d={d}) to match E {tuple(E.shape)}, got {tuple(U.shape)}")
+    dtype = torch.promote_types(E.dtype, U.dtype)
+    W = None if W is _ABSENT else check.tensor(W_name, W, ndim=3)
+    if W is not None:
+        if tuple(W.shape) != (R, d, d):
+            raise ValueError(f"{W_name} must have shape (R, d, d) = ({R}, {d}, {d}), got {tuple(W.shape)}")
+        dtype = torch.promote_types(dtype, W.dtype)
+        W = W.to(device=E.device, dtype=dtype)
+    E, U = E.to(dtype), U.to(device=E.device, dtype=dtype)
+    labels = torch.as_tensor(check.labels("labels", labels, N, U.shape[1]), device=E.device)
+    if probs is _ABSENT:
+        probs = None
+    else:
+        p = check.real_array("probs", probs)
+        if p.shape != (N,) or (p < 0).any():
+            raise ValueError(f"probs must be {N} non-negative weights, one per token, got {check._short(probs)}")
+        probs = torch.as_tensor(p, dtype=dtype, device=E.device)
+    return W, E, U, labels, probs
 
 
 def top_hessian_eigenvalue(fn, params: torch.Tensor, *, iters: int = 40, seed: int = 0) -> torch.Tensor:
@@ -164,9 +200,11 @@ def sharpness(W: torch.Tensor, E: torch.Tensor, U: torch.Tensor, labels, probs, 
     torch.Tensor, shape ``(R,)``, computed in chunks of runs whose Krylov bases stay under
     ``_SHARPNESS_CHUNK_FLOATS`` entries.
     """
+    W, E, U, labels, probs = _runs(E, U, labels, probs, W=W)
+    iters = check.positive_int("iters", iters)
     chunk = max(1, _SHARPNESS_CHUNK_FLOATS // (min(iters, W[0].numel()) * W[0].numel()))
-    return torch.cat([top_hessian_eigenvalue(lambda V, i=i: population_loss(V, E[i:i + chunk], U[i:i + chunk],
-                                                                            labels, probs),
+    return torch.cat([top_hessian_eigenvalue(lambda V, i=i: _population_loss(V, E[i:i + chunk], U[i:i + chunk],
+                                                                             labels, probs),
                                              W[i:i + chunk], iters=iters, seed=seed)
                       for i in range(0, W.shape[0], chunk)])
 
@@ -256,7 +294,12 @@ def gd_trajectory(E: torch.Tensor, U: torch.Tensor, labels, probs, lr, steps: in
     -------
     Trajectory
     """
+    W0, E, U, _, _ = _runs(E, U, labels, probs, **({} if W0 is None else {"W": W0}), W_name="W0")
+    rates = check.real_array("lr", lr)
+    if rates.shape not in ((), (1,), (E.shape[0],)) or (rates <= 0).any():
+        raise ValueError(f"lr must be a positive step size or one per run (R={E.shape[0]}), got {check._short(lr)}")
     steps = check.positive_int("steps", steps)
+    iters = check.positive_int("iters", iters)
     window = steps if window is None else check.positive_int("window", window)
     if window > steps:
         raise ValueError(f"window must be at most steps={steps}, got {window}")
@@ -296,7 +339,8 @@ def separable(E: torch.Tensor, U: torch.Tensor, labels) -> np.ndarray:
     -------
     numpy.ndarray of bool, shape ``(R,)``
     """
-    labels = np.asarray(labels)
+    _, E, U, labels, _ = _runs(E, U, labels)
+    labels = labels.cpu().numpy()
     E64, U64 = E.detach().cpu().double().numpy(), U.detach().cpu().double().numpy()
     M = U64.shape[1]
     rows = [(x, y) for x in range(E64.shape[1]) for y in range(M) if y != labels[x]]
@@ -364,6 +408,7 @@ def loss_minimum(E: torch.Tensor, U: torch.Tensor, labels, probs, *, W0: torch.T
     grad_norm : numpy.ndarray, shape ``(R,)``
         Frobenius norm of each run's gradient at ``W`` (how well it is a minimum).
     """
+    W0, E, U, labels, probs = _runs(E, U, labels, probs, **({} if W0 is None else {"W": W0}), W_name="W0")
     max_iter = check.positive_int("max_iter", max_iter)
     gtol = check.real("gtol", gtol, low=0.0, low_open=True)
     R, _, d = E.shape
@@ -374,13 +419,13 @@ def loss_minimum(E: torch.Tensor, U: torch.Tensor, labels, probs, *, W0: torch.T
 
     def closure():
         opt.zero_grad()
-        loss = population_loss(W, E, U, labels, probs).sum()
+        loss = _population_loss(W, E, U, labels, probs).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
     W = W.detach()
-    grad = torch.func.grad(lambda V: population_loss(V, E, U, labels, probs).sum())(W)
+    grad = torch.func.grad(lambda V: _population_loss(V, E, U, labels, probs).sum())(W)
     return W, grad.flatten(1).norm(dim=1).cpu().numpy()
 
 

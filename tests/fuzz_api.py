@@ -68,6 +68,12 @@ def _signs(k, d=D):
     return torch.where(torch.rand(k, d, generator=_gen) < 0.5, -1.0, 1.0).double()
 
 
+def _embeddings(rows, runs=None, scale=None):
+    """A maker of Gaussian embeddings, (rows, D) or (runs, rows, D), entries N(0, scale²) (default 1/D)."""
+    shape = (rows, D) if runs is None else (runs, rows, D)
+    return lambda: torch.randn(*shape, generator=_gen, dtype=torch.float64) * (scale or 1 / math.sqrt(D))
+
+
 def _model():
     from assocmem.transformer import CausalTransformer
 
@@ -109,11 +115,12 @@ SMALL = {
     "block": 256, "chunk": 16, "n_tokens": 100,
 }
 VALID = {
-    "labels": lambda: np.arange(N) % M, "p": [_probs, lambda: 0.5], "probs": _probs, "q": _probs,
+    "labels": lambda: np.arange(N) % M, "p": [_probs, lambda: 0.5, _probs], "probs": _probs, "q": _probs,
     "qs": lambda: [_probs(), _probs()], "counts": lambda: np.array([9, 6, 4, 3, 3, 2, 1, 1, 1, 0, 0, 0]),
-    "E": lambda: torch.randn(N, D, generator=_gen, dtype=torch.float64) / math.sqrt(D),
-    "U": lambda: torch.randn(M, D, generator=_gen, dtype=torch.float64) / math.sqrt(D),
-    "W": lambda: torch.randn(D, D, generator=_gen, dtype=torch.float64),
+    # the third alternative: a batch of R = 2 runs or trials, (R, N, d), (R, M, d), (R, d, d)
+    "E": [_embeddings(N), _embeddings(N), _embeddings(N, runs=2)],
+    "U": [_embeddings(M), _embeddings(M), _embeddings(M, runs=2)],
+    "W": [_embeddings(D, scale=1.0), _embeddings(D, scale=1.0), _embeddings(D, runs=2, scale=1.0)],
     "input_embeddings": lambda: torch.randn(N, D, generator=_gen, dtype=torch.float64),
     "output_embeddings": lambda: torch.randn(M, D, generator=_gen, dtype=torch.float64),
     "d_grid": lambda: [2, 4, 6], "T_grid": lambda: [10, 20, 40], "P_grid": lambda: [1, 2, 3],

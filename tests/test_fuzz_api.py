@@ -43,7 +43,7 @@ def test_the_fuzz_reaches_the_package(records):
     modules = {name.rsplit(".", 1)[0] for name in reached}
     assert {"assocmem.zipf", "assocmem.memory", "assocmem.hopfield", "assocmem.theory.hopfield",
             "assocmem.training", "assocmem.transformer", "assocmem.fitting", "assocmem.sweep"} <= modules
-    assert len(reached) >= 120 and figures["calls"] >= 3000, figures
+    assert len(reached) >= 160 and figures["calls"] >= 4000, figures  # 167 functions, 4,564 calls on 2026-12-01
     outcomes = {r["outcome"] for r in records}
     assert {"clear", "finite"} <= outcomes  # both ways of passing occur: the classifier is not one-sided
 

@@ -322,3 +322,34 @@ def test_segmented_sgd_and_loss_curves_refuse_bad_input_by_name():
         g.late_oscillation([1.0, math.nan, 0.5], 2)
     with pytest.raises(ValueError, match="losses"):
         g.late_oscillation(1.0, 1)
+
+
+def test_batched_run_functions_refuse_bad_runs_by_name_and_match_when_checked():
+    """population_loss, sharpness, loss_minimum, separable and gd_trajectory check E, U, W, labels and probs
+    by name before any work (a 2-D E used to end in an IndexError, a NaN probability in a NaN loss); on valid
+    input the checked loss equals the formula computed by hand."""
+    gen = torch.Generator().manual_seed(3)
+    E = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64)
+    U = torch.randn(2, 2, 3, generator=gen, dtype=torch.float64)
+    W = torch.randn(2, 3, 3, generator=gen, dtype=torch.float64)
+    labels, probs = [0, 1, 0, 1, 1], np.full(5, 0.2)
+    scores = torch.einsum("rmd,rde,rne->rmn", U, W, E)
+    by_hand = -(torch.log_softmax(scores, 1)[:, labels, range(5)] * 0.2).sum(1)
+    torch.testing.assert_close(g.population_loss(W, E, U, labels, probs), by_hand, rtol=1e-12, atol=0)
+    cases = [
+        (lambda: g.population_loss(W, E[0], U, labels, probs), "E"),
+        (lambda: g.population_loss(W, E, U[:1], labels, probs), "U"),
+        (lambda: g.population_loss(None, E, U, labels, probs), "W"),
+        (lambda: g.sharpness(W[:, :2], E, U, labels, probs), "W"),
+        (lambda: g.population_loss(W, E, U, [0, 1, 0, 1, 2], probs), "labels"),
+        (lambda: g.population_loss(W, E, U, labels, [0.2, 0.2, math.nan, 0.2, 0.2]), "probs"),
+        (lambda: g.sharpness(W, E, U, labels, None), "probs"),
+        (lambda: g.loss_minimum(E, U, labels, probs[:4]), "probs"),
+        (lambda: g.loss_minimum(E, U, labels, probs, W0="x"), "W0"),
+        (lambda: g.separable(E, U, None), "labels"),
+        (lambda: g.gd_trajectory(E, U, labels, probs, "x", 3), "lr"),
+        (lambda: g.gd_trajectory(E, U, labels, probs, [0.1, 0.1, 0.1], 3), "lr"),
+    ]
+    for call, name in cases:
+        with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):
+            call()
