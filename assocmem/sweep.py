@@ -56,6 +56,7 @@ class Experiment:
     defaults: Mapping = field(compare=False)
     version: int = 1
     doc: str = field(default="", repr=False)
+    derive: Callable | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         # help(experiment) shows the function's signature and docstring, not the dataclass's
@@ -94,7 +95,7 @@ class Experiment:
         return self.fn(**self.config(overrides))
 
 
-def experiment(name: str, *, version: int = 1) -> Callable[[Callable], Experiment]:
+def experiment(name: str, *, version: int = 1, derive: Callable | None = None) -> Callable[[Callable], Experiment]:
     """Register ``fn`` as the experiment ``name``; every parameter of ``fn`` needs a default.
 
     Bump ``version`` when the computation changes, so cached results of the old one are not reused.
@@ -105,6 +106,10 @@ def experiment(name: str, *, version: int = 1) -> Callable[[Callable], Experimen
         The registry name (what ``python -m assocmem run NAME`` takes).
     version : int
         Version of the computation, part of every cache key.
+    derive : callable, optional
+        ``table -> table``: columns computed from the rows (such as a ``diverged`` flag), applied by
+        :func:`run_sweep` to every table it returns, cached points and fresh ones alike. Derived columns
+        are not stored in the cache, so adding one needs no version bump.
     """
     def register(fn: Callable) -> Experiment:
         params = inspect.signature(fn).parameters.values()
@@ -112,7 +117,7 @@ def experiment(name: str, *, version: int = 1) -> Callable[[Callable], Experimen
         if missing:
             raise TypeError(f"experiment {name!r}: parameters {missing} need default values")
         doc = inspect.getdoc(fn) or ""
-        exp = Experiment(name, fn, {p.name: p.default for p in params}, version, doc)
+        exp = Experiment(name, fn, {p.name: p.default for p in params}, version, doc, derive)
         _REGISTRY[name] = exp
         return exp
     return register
@@ -479,6 +484,8 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
             for lock in locks.values():
                 lock.release()
     table = pd.DataFrame([{**configs[i], **row} for i in range(len(configs)) for row in results[i]])
+    if experiment.derive is not None:
+        table = experiment.derive(table)
     table.attrs["sweep"] = {"experiment": experiment.name, "points": len(configs),
                             "cached": len(configs) - len(computed), "computed": len(computed)}
     return table

@@ -724,7 +724,9 @@ def flag_diverged(table):
     The flag is a function of the losses, so it is derived here, when a table is loaded, rather than
     stored by the experiments: the sweep cache keys an entry by the experiment's name, version and
     configuration, and a stored column would need a new version, invalidating every finished run.
-    Load the tables through this function (:func:`balanced_sizes` does, and leaves diverged rows out).
+    The sweep runner applies it to these experiments' tables (their registered ``derive``), so
+    :func:`assocmem.sweep.run_sweep` and the CLI's ``--out`` files carry the flag; load committed tables
+    through it too (:func:`balanced_sizes` does, and leaves diverged rows out).
 
     Parameters
     ----------
@@ -865,7 +867,7 @@ def energy_profile(model: CausalTransformer, pattern_tokens, probe_tokens, *, n_
             "pattern_radius": radii, "global_energy": float(global_energy(e_out, dim=0).mean()), "n": n}
 
 
-@experiment("nd_balance", version=3)
+@experiment("nd_balance", version=3, derive=flag_diverged)
 def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_heads: int = 4,
                context: int = 16, train_tokens: int = 8192, steps: int = 6000, patience: int = 1000,
                window: int = 1000, batch_size: int = 16, lr: float = 2e-3, eval_every: int = 50,
@@ -920,7 +922,7 @@ def nd_balance(corpus: str = "english", d_emb: int = 32, n_layers: int = 2, n_he
             "seconds": time.perf_counter() - started}
 
 
-@experiment("loss_floor", version=3)
+@experiment("loss_floor", version=3, derive=flag_diverged)
 def loss_floor(corpus: str = "grammar", d_emb: int = 64, n_layers: int = 2, n_heads: int = 4,
                context: int = 32, steps: int = 8000, patience: int = 1500, batch_size: int = 16,
                lr: float = 3e-3, eval_every: int = 100, eval_windows: int = 128, min_position: int = 24,

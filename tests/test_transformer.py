@@ -283,17 +283,25 @@ def test_balanced_sizes_applies_the_rule_per_model():
         tf.balanced_sizes(table, gap="gap")
 
 
-def test_a_diverging_run_stops_and_is_flagged_on_load():
+def test_a_diverging_run_stops_and_is_flagged_in_the_sweep_table_not_the_cache(tmp_path):
 
-    from assocmem.sweep import run_sweep
+    from assocmem.sweep import DiskCache, config_key, get_experiment, run_sweep
 
     # AdamW at lr = 1e6 drives a width-4 model to NaN within 25 steps; lr = 2e-3 trains normally
     settings = dict(d_emb=4, n_layers=1, steps=200, patience=100, window=100, train_tokens=2048, eval_every=25,
                     eval_windows=8)
-    table = run_sweep("nd_balance", [{**settings, "lr": 1e6}, {**settings, "lr": 2e-3}], cache=False,
-                      progress=False)
-    assert "diverged" not in table.columns  # derived on load, never stored (cache entries stay valid)
-    flagged = tf.flag_diverged(table)
+    configs = [{**settings, "lr": 1e6}, {**settings, "lr": 2e-3}]
+    cache = DiskCache(tmp_path)
+    table = run_sweep("nd_balance", configs, cache=cache, progress=False)
+    # the sweep's table (and so the CLI's --out file) carries the flag; the cache entries do not, so the
+    # runs finished before the flag existed stay valid, and a table loaded from the cache gets it again
+    assert list(table.diverged) == [True, False]
+    experiment = get_experiment("nd_balance")
+    stored = cache.load(config_key(experiment, experiment.config(configs[0])))
+    assert stored is not None and all("diverged" not in row for row in stored)
+    again = run_sweep("nd_balance", configs, cache=cache, progress=False)
+    assert again.attrs["sweep"]["cached"] == 2 and list(again.diverged) == [True, False]
+    flagged = tf.flag_diverged(table.drop(columns="diverged"))
     assert list(flagged.diverged) == [True, False]
     bad, good = flagged.iloc[0], flagged.iloc[1]
     assert np.isnan(bad.final_train_loss) and np.isnan(bad.gap_paper)
