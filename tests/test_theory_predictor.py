@@ -224,6 +224,7 @@ def test_wide_memory_trained_by_sgd_is_predicted_within_its_stated_accuracy():
     (dict(rule="momentum", d=[10], T=64), "rule"),
     (dict(rule="sgd", d=[10], T=64, batch_size=8), "lr"),
     (dict(rule="sgd", d=[10], T=64, lr=-1.0, batch_size=8), "lr"),
+    (dict(rule="sgd", d=[10], T=64, lr=1e300, batch_size=8), "lr"),  # fuzz: the variances overflowed, named q
     (dict(rule="sgd", d=[10], T=64, lr=1.0, batch_size=7), "batch_size"),
     (dict(rule="seen", d=[10], T=64, lr=1.0), "lr"),
     (dict(rule="seen", d=[10], T=64, level=1.0), "level"),

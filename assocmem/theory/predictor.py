@@ -170,7 +170,7 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
     T : int
         Number of training samples (one pass).
     lr : float
-        The step size :math:`\gamma > 0` (``"sgd"``, ``"adam"`` only).
+        The step size :math:`\gamma`, in :math:`(0, 10^{100}]` (``"sgd"``, ``"adam"`` only).
     batch_size : int
         ``B``, a divisor of ``T`` (``"sgd"``, ``"adam"`` only).
     N, M : int
@@ -220,7 +220,8 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
     if rule in OPTIMIZERS:
         if lr is None or batch_size is None:
             raise ValueError(f"rule={rule!r} needs lr and batch_size")
-        lr = check.real("lr", lr, low=0.0, low_open=True)
+        # the margins grow in proportion to lr: beyond 1e100 their squares leave float64's range
+        lr = check.real("lr", lr, low=0.0, low_open=True, high=1e100)
         batch_size = check.positive_int("batch_size", batch_size)
         if T % batch_size:
             raise ValueError(f"batch_size must divide T={T}, got batch_size={batch_size}")
