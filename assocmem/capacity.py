@@ -309,6 +309,7 @@ def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps
     if not (isinstance(E, torch.Tensor) and isinstance(U, torch.Tensor)) or E.ndim != 3 or U.ndim != 3 \
             or E.shape[0] != U.shape[0] or E.shape[2] != U.shape[2]:
         raise ValueError("E and U must be tensors of shapes (R, N, d) and (R, M, d)")
+    E, U = check.tensor("E", E), check.tensor("U", U)
     R, N, d = E.shape
     M = U.shape[1]
     labels = torch.as_tensor(check.labels("labels", labels, N, M))
@@ -316,9 +317,11 @@ def optimised_memory(E: torch.Tensor, U: torch.Tensor, labels, weights, *, steps
     lr = check.real("lr", lr, low=0.0, low_open=True)
     check.budget("steps, E, U", work=steps * (check.STEP_WORK + 6.0 * R * (min(M, d) + M) * d * N),
                  formula="steps x runs x (min(M, d) + M) x d x N")
-    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (R, N)) if np.ndim(weights) in (1, 2) else None
-    if w is None or not np.all(np.isfinite(w)) or w.min() < 0:
-        raise ValueError(f"weights must be finite and >= 0 with shape (N,) or (R, N) = ({R}, {N})")
+    w = check.real_array("weights", weights)
+    if w.shape not in ((N,), (1, N), (R, N)) or w.min() < 0:
+        raise ValueError(f"weights must be finite and >= 0 with shape (N,) or (R, N) = ({R}, {N}), "
+                         f"got shape {w.shape}")
+    w = np.broadcast_to(w, (R, N))
     E, U = E.to(torch.float64), U.to(torch.float64)
     w = torch.as_tensor(w.copy())
     Q, Rm = torch.linalg.qr(U.transpose(1, 2))                          # U^T = Q R per run
@@ -666,7 +669,7 @@ PHASE_SCHEMES = ("q = 1 (seen)", "p^0.25", "p^0.5", "p^1", "top P (P/d best)", "
 TOP_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 
 
-def phase_cell(*, N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, M: int = 5, trials: int = 4,
+def phase_cell(*, N: int = 100, d: int = 10, T: int = 1024, alpha: float = 1.0, M: int = 5, trials: int = 4,
                seed: int = 0, lr: float = 10.0, batch_size: int = 16, opt_steps: int = 500) -> list[dict]:
     r"""Every storage scheme of the book on one cell ``(d, T, alpha)``, on shared draws.
 
@@ -747,7 +750,7 @@ def phase_cell(*, N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, 
 
 
 @experiment("capacity_phase")
-def phase_experiment(N: int = 100, d: int = 10, T: int = 1000, alpha: float = 1.0, M: int = 5, trials: int = 4,
+def phase_experiment(N: int = 100, d: int = 10, T: int = 1024, alpha: float = 1.0, M: int = 5, trials: int = 4,
                      seed: int = 0, lr: float = 10.0, batch_size: int = 16, opt_steps: int = 500) -> list[dict]:
     """:func:`phase_cell` as a sweep point (one cell of the phase diagram).
 

@@ -506,7 +506,10 @@ def load_scan(*, N: int = 30, M: int = 2, alpha: float = 1.0, ds=(2, 3, 5, 8, 10
         ``rise_fraction``, ``amplitude``, ``min_sharpness``, ``predicted_oscillation``.
     """
     ds = check.int_array("ds", ds)
-    lrs = [check.real("lrs", g, low=0.0, low_open=True) for g in lrs]
+    lrs = check.positive_array("lrs", lrs)
+    if lrs.ndim > 1:
+        raise ValueError(f"lrs must be a number or a 1-D sequence of step sizes, got shape {lrs.shape}")
+    lrs = lrs.reshape(-1).tolist()
     trials = check.positive_int("trials", trials)
     probs, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
     rows = []
@@ -547,9 +550,21 @@ def classifier_coordinates(W: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     U : torch.Tensor, shape ``(2, d)``
         Output embeddings :math:`u_1, u_2` of that run.
     """
+    U = _two_class_outputs(U)
+    W = check.tensor("W", W, min_ndim=2)
+    d = U.shape[1]
+    if W.shape[-2:] != (d, d):
+        raise ValueError(f"W must have shape (..., d, d) with d={d} (from U), got {tuple(W.shape)}")
+    dtype = torch.promote_types(W.dtype, U.dtype)
+    return W.to(dtype).transpose(-1, -2) @ (U[0] - U[1]).to(device=W.device, dtype=dtype)
+
+
+def _two_class_outputs(U) -> torch.Tensor:
+    """``U`` checked as the finite ``(2, d)`` output embeddings of one two-class run, refused by name."""
+    U = check.tensor("U", U)
     if U.ndim != 2 or U.shape[0] != 2:
         raise ValueError(f"U must be the (2, d) output embeddings of one two-class run, got {tuple(U.shape)}")
-    return W.transpose(-1, -2) @ (U[0] - U[1])
+    return U
 
 
 def classifier_plane_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, b) -> np.ndarray:
@@ -567,12 +582,20 @@ def classifier_plane_losses(E: torch.Tensor, U: torch.Tensor, labels, probs, a, 
     a, b : array_like
         Grid of the two coordinates of ``c``.
     """
+    E = check.tensor("E", E)
     if E.ndim != 2 or E.shape[1] != 2:
         raise ValueError(f"E must be the (N, 2) embeddings of one run in d = 2, got {tuple(E.shape)}")
-    classifier_coordinates(torch.zeros(2, 2, dtype=E.dtype), U)  # validates U
+    U = _two_class_outputs(U).to(device=E.device, dtype=E.dtype)
+    if U.shape[1] != 2:
+        raise ValueError(f"U must be the (2, 2) output embeddings of one run in d = 2, got {tuple(U.shape)}")
+    grid = {}
+    for name, values in (("a", a), ("b", b)):
+        grid[name] = check.real_array(name, values)
+        if grid[name].ndim > 1:
+            raise ValueError(f"{name} must be a number or a 1-D sequence, got shape {grid[name].shape}")
     delta = U[0] - U[1]
-    B, A = torch.meshgrid(torch.as_tensor(np.asarray(b, dtype=np.float64)),
-                          torch.as_tensor(np.asarray(a, dtype=np.float64)), indexing="ij")
+    B, A = torch.meshgrid(torch.as_tensor(grid["b"].reshape(-1)), torch.as_tensor(grid["a"].reshape(-1)),
+                          indexing="ij")
     c = torch.stack([A.reshape(-1), B.reshape(-1)], 1).to(E.dtype)
     W = delta[None, :, None] * c[:, None, :] / (delta @ delta)
     G = W.shape[0]

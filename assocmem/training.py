@@ -205,6 +205,8 @@ def train(E, U, labels, probs, *, lr, tokens=None, batch_size: int | None = None
                          f"got optimizer={optimizer!r}, model={model!r}")
     if keep_history and model == "relu":
         raise ValueError("keep_history keeps W, which the 'relu' model does not have")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of floats in [0, 1), got {check._short(betas)}")
     betas = tuple(check.real(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas))
     eps = check.real("eps", eps, low=0.0)
     every = problem.steps if eval_every is None else check.positive_int("eval_every", eval_every)
@@ -236,6 +238,40 @@ def train(E, U, labels, probs, *, lr, tokens=None, batch_size: int | None = None
                    W=net.weights() if keep_weights or not factorised else None,
                    E=net.E, U=net.U, method="factorised" if factorised else "dense",
                    history=torch.stack(history, 1) if keep_history else None)
+
+
+def _gradient_inputs(W, E, U, labels, idx, weights, layer_norm, relu: bool):
+    """The inputs of :func:`gradients`, each refused by name when malformed, as tensors of one dtype on
+    ``E``'s device (``W`` is None for the ``"relu"`` model)."""
+    E, U = check.tensor("E", E, ndim=3), check.tensor("U", U, ndim=3)
+    R, N, d = E.shape
+    if U.shape[0] != R or U.shape[2] != d:
+        raise ValueError(f"U must have shape (R={R}, M, d={d}) to match E {tuple(E.shape)}, got {tuple(U.shape)}")
+    dtype, dev = torch.promote_types(E.dtype, U.dtype), E.device
+    if relu:
+        W = None
+    else:
+        W = check.tensor("W", W, ndim=3)
+        if tuple(W.shape) != (R, d, d):
+            raise ValueError(f"W must have shape (R, d, d) = ({R}, {d}, {d}), got {tuple(W.shape)}")
+        dtype = torch.promote_types(dtype, W.dtype)
+        W = W.to(device=dev, dtype=dtype)
+    E, U = E.to(dtype), U.to(device=dev, dtype=dtype)
+    labels = torch.as_tensor(check.labels("labels", labels, N, U.shape[1]), device=dev)
+    points = np.asarray(idx.detach().cpu() if isinstance(idx, torch.Tensor) else idx)
+    if not np.issubdtype(points.dtype, np.integer):
+        raise TypeError(f"idx must be integer token indices of shape (R={R}, P), got {check._short(idx)}")
+    if points.ndim != 2 or points.shape[0] != R or points.shape[1] == 0 or points.min() < 0 or points.max() >= N:
+        raise ValueError(f"idx must have shape (R={R}, P) with P >= 1 and entries in [0, {N - 1}], "
+                         f"got {check._short(idx)}")
+    w = check.real_array("weights", weights)
+    if w.shape != points.shape:
+        raise ValueError(f"weights must have the shape of idx {points.shape}, got {w.shape}")
+    ln = np.asarray(layer_norm.detach().cpu() if isinstance(layer_norm, torch.Tensor) else layer_norm)
+    if ln.dtype != bool or ln.shape not in ((), (R,)):
+        raise TypeError(f"layer_norm must be a bool or R={R} bools, got {check._short(layer_norm)}")
+    return (W, E, U, labels, torch.as_tensor(points, device=dev), torch.as_tensor(w, device=dev, dtype=dtype),
+            torch.as_tensor(ln, device=dev).expand(R))
 
 
 def scores_error(scores: torch.Tensor, labels, probs, *, ties: str = "error") -> torch.Tensor:
@@ -298,9 +334,12 @@ def gradients(W, E, U, labels, idx, weights, layer_norm=False, *, wrt=("W", "E",
     loss : (R,) tensor, and a dict of the gradients in ``wrt``, shaped like the parameters.
     """
     relu = check.choice("model", model, MODELS) == "relu"
+    if isinstance(wrt, str) or not isinstance(wrt, (tuple, list)) or not all(name in PARAMETERS["learned"]
+                                                                             for name in wrt):
+        raise ValueError(f"wrt must be a tuple of names among {PARAMETERS['learned']}, got {check._short(wrt)}")
     if relu and "W" in wrt:
         raise ValueError("the 'relu' model has no W: leave 'W' out of wrt")
-    layer_norm = torch.as_tensor(layer_norm, device=E.device).expand(E.shape[0])
+    W, E, U, labels, idx, weights, layer_norm = _gradient_inputs(W, E, U, labels, idx, weights, layer_norm, relu)
     bp = _backprop(W, E, U, labels, idx, weights, layer_norm, relu)
     grads = {}
     if "W" in wrt:
@@ -810,6 +849,10 @@ def write_grid_file(path=None, *, cache=True) -> int:
     from . import sweep
     from ._io import atomic_write
 
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or os.PathLike) or None, got {check._short(path)}")
+    if cache is not True and not isinstance(cache, (str, os.PathLike)):
+        raise TypeError(f"cache must be True or a directory path (str or os.PathLike), got {check._short(cache)}")
     store = sweep.DiskCache() if cache is True else sweep.DiskCache(cache)
     path = Path(GRID_FILE if path is None else path)
     rows = []
@@ -858,6 +901,7 @@ class _Problem:
                              f"and {tuple(U.shape)}")
         if not E.is_floating_point() or U.dtype != E.dtype:
             raise TypeError("E and U must share one floating dtype")
+        E, U = check.tensor("E", E), check.tensor("U", U)  # finite, non-empty
         R, N, d = E.shape
         M = U.shape[1]
         if M < 1:
@@ -867,7 +911,7 @@ class _Problem:
         if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 \
                 or labels.max() >= M:
             raise ValueError(f"labels must be N={N} integers in [0, {M - 1}]")
-        probs = np.asarray(probs, dtype=np.float64)
+        probs = check.real_array("probs", probs)
         if probs.shape != (N,) or probs.min() < 0 or not np.isclose(probs.sum(), 1.0):
             raise ValueError(f"probs must be N={N} non-negative numbers summing to 1")
         if isinstance(lr, Mapping):
@@ -934,7 +978,8 @@ class _Problem:
 
 def _run_rates(name: str, lr, R: int) -> np.ndarray:
     """``lr`` as ``R`` positive finite step sizes (a scalar is broadcast)."""
-    rates = np.broadcast_to(np.asarray(lr, dtype=np.float64), (R,)) if np.ndim(lr) <= 1 else None
+    rates = check.real_array(name, lr)
+    rates = np.broadcast_to(rates, (R,)) if rates.ndim <= 1 and rates.size in (1, R) else None
     if rates is None or rates.shape != (R,) or not np.all(np.isfinite(rates)) or rates.min() <= 0:
         raise ValueError(f"{name} must be a positive finite number or R={R} of them")
     return rates.copy()

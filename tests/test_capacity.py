@@ -1,6 +1,7 @@
 """Optimised memories of chapter 7: exact storage by LP, the largest stored N, the CDB24 figures, the
 phase diagram, and spot checks of the committed data."""
 
+import inspect
 import itertools
 import math
 from math import comb
@@ -258,3 +259,35 @@ def test_theorem1_comparison_checks_gammas_and_caps_the_threshold_at_N():
     threshold = table[table.scheme.str.startswith("q = 1[")].iloc[0]
     assert np.isfinite(table.drop(columns="scheme").to_numpy(dtype=float)).all()
     assert threshold.gaussian_mean == every[every.scheme.str.startswith("q = 1[")].iloc[0].gaussian_mean
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(E="nan"), "E"), (dict(U="nan"), "U"), (dict(weights=[]), "weights"), (dict(weights=["a"] * 6), "weights"),
+    (dict(weights=np.ones((3, 6))), "weights"), (dict(weights=np.full(6, -1.0)), "weights"),
+])
+def test_optimised_memory_refuses_bad_embeddings_and_weights_by_name(change, name):
+    """Fuzz findings: NaN in E or U came back as NaN scores; empty or string weights gave numpy's broadcast
+    or conversion errors."""
+    E, U = memory.memory_embeddings(6, 3, 4, seed=0, dtype=torch.float64)
+    E, U = E.expand(2, -1, -1).clone(), U.expand(2, -1, -1).clone()
+    args = dict(E=E, U=U, labels=zipf.mod_labels(6, 3), weights=np.full(6, 1 / 6), steps=3)
+    for tensor in ("E", "U"):
+        if change.get(tensor) == "nan":
+            args[tensor][0, 0, 0] = math.nan
+            change = {}
+    with pytest.raises((ValueError, TypeError), match=rf"(^|\W){name}(\W|$)"):
+        cap.optimised_memory(**(args | change))
+    if name == "weights":  # per-run weights (R, N) are accepted
+        assert cap.optimised_memory(**(args | dict(weights=np.full((2, 6), 1 / 6))))["loss"].shape == (2,)
+
+
+def test_phase_cell_defaults_are_a_valid_call_and_the_sweep_point_shares_them():
+    """T = 1000 was not a multiple of batch_size = 16, so phase_cell() and a capacity_phase point without T
+    failed on their own; now T = 1024. Every committed phase row gives T, so no cache key changes."""
+    assert cap.phase_experiment.defaults == {name: parameter.default for name, parameter
+                                             in inspect.signature(cap.phase_cell).parameters.items()}
+    defaults = cap.phase_experiment.defaults
+    assert defaults["T"] % defaults["batch_size"] == 0
+    rows = pd.DataFrame(cap.phase_cell(trials=1, opt_steps=1))  # every other default as it is: N, d, T, ...
+    assert set(rows.scheme) == set(cap.PHASE_SCHEMES) and len(rows) == len(cap.PHASE_SCHEMES) - 1 + len(
+        cap.TOP_FRACTIONS) and rows.error.between(0, 1).all()

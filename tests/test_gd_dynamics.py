@@ -353,3 +353,39 @@ def test_batched_run_functions_refuse_bad_runs_by_name_and_match_when_checked():
     for call, name in cases:
         with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):
             call()
+
+
+@pytest.mark.parametrize("W, U, name", [
+    (None, torch.eye(2), "W"), ("x", torch.eye(2), "W"), (torch.full((2, 2), math.nan), torch.eye(2), "W"),
+    (np.ones((1, 1, 3, 3)), torch.eye(2), "W"), (torch.eye(2), None, "U"), (torch.eye(2), ["a", "b"], "U"),
+    (torch.eye(2), torch.tensor([[1.0, math.nan], [0.0, 1.0]]), "U"),
+])
+def test_classifier_coordinates_refuse_bad_tensors_by_name(W, U, name):
+    """Fuzz findings: None or strings gave AttributeError, NaN came back as NaN, a (.., 3, 3) W for a d = 2
+    U numpy's "axes don't match"."""
+    with pytest.raises((ValueError, TypeError), match=rf"(^|\W){name}(\W|$)"):
+        g.classifier_coordinates(W, U)
+    # checked, an array is accepted and converted: c = W^T (u_1 - u_2)
+    W = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert torch.equal(g.classifier_coordinates(W, torch.eye(2)), torch.tensor([-2.0, -2.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(E=None), "E"), (dict(E="x"), "E"), (dict(U=["a", "b"]), "U"), (dict(a=None), "a"),
+    (dict(a=[math.nan]), "a"), (dict(b=[]), "b"), (dict(b="x"), "b"), (dict(b=np.ones((1, 1, 3))), "b"),
+])
+def test_classifier_plane_losses_refuse_bad_input_by_name(change, name):
+    """Fuzz findings: a None or NaN grid coordinate was reported as "W must be finite", strings as numpy's
+    conversion error, a 3-D grid as torch.meshgrid's; E and U of the wrong type as AttributeError."""
+    E, U = g.sphere_memory(5, 2, 2, seed=3)
+    args = dict(E=E[0], U=U[0], labels=zipf.mod_labels(5, 2), probs=zipf.zipf_probs(5, 1.0), a=[0.0, 1.0],
+                b=[0.5]) | change
+    with pytest.raises((ValueError, TypeError), match=rf"(^|\W){name}(\W|$)"):
+        g.classifier_plane_losses(**args)
+
+
+@pytest.mark.parametrize("lrs", [None, (), "x", [1.0, math.nan], np.ones((1, 1, 2))])
+def test_load_scan_refuses_bad_step_sizes_by_name(lrs):
+    """Fuzz findings: None gave "'NoneType' object is not iterable", () an error naming E."""
+    with pytest.raises((ValueError, TypeError), match=r"\blrs\b"):
+        g.load_scan(N=6, M=2, ds=(2,), lrs=lrs, trials=1, steps=3, window=2, every=1, iters=4)

@@ -618,3 +618,74 @@ def test_held_low_rank_sgd_updates_equal_the_step_by_step_update(model, columns,
     torch.testing.assert_close(held.E, direct.E, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(held.losses, direct.losses, rtol=1e-10)
     np.testing.assert_array_equal(held.errors, direct.errors)
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(E="nan"), "E"), (dict(U="nan"), "U"), (dict(probs="x"), "probs"), (dict(probs=["a"] * N), "probs"),
+    (dict(lr="x"), "lr"), (dict(lr={"W": "x"}), "lr"), (dict(betas=None), "betas"), (dict(betas=0.9), "betas"),
+])
+def test_train_refuses_nan_embeddings_and_unreadable_numbers_by_name(change, name):
+    """Fuzz findings: NaN in E or U trained silently into NaN results; strings for probs or lr gave numpy's
+    "could not convert string to float", betas=None "'NoneType' object is not iterable"."""
+    E, U, tokens = small_problem(R=2, T=16)
+    args = dict(E=E, U=U, labels=LABELS, probs=PROBS, lr=1.0, tokens=tokens, batch_size=16, optimizer="adam")
+    for tensor in ("E", "U"):
+        if change.get(tensor) == "nan":
+            args[tensor] = args[tensor].clone()
+            args[tensor][1, 0, 0] = np.nan
+            change = {}
+    with pytest.raises((ValueError, TypeError), match=_names(name)):
+        training.train(**(args | change))
+
+
+def _gradient_problem():
+    R, d, P = 2, 7, 9
+    gen = torch.Generator().manual_seed(0)
+    W, E, U = (torch.randn(R, *shape, generator=gen, dtype=torch.float64) for shape in ((d, d), (N, d), (M, d)))
+    idx = torch.randint(0, N, (R, P), generator=gen)
+    return dict(W=W, E=E, U=U, labels=torch.as_tensor(LABELS), idx=idx,
+                weights=torch.rand(R, P, generator=gen, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name, bad", [
+    ("W", None), ("W", "x"), ("W", torch.full((2, 7, 7), np.nan)), ("W", torch.zeros(2, 6, 6)),
+    ("E", []), ("E", None), ("E", torch.zeros(1, N, 7)), ("U", torch.zeros(2, M, 6)), ("U", "x"),
+    ("labels", None), ("labels", "x"), ("labels", np.arange(N) % (M + 1)), ("labels", np.full(N, np.nan)),
+    ("idx", None), ("idx", torch.zeros(2, 0, dtype=torch.long)), ("idx", torch.full((2, 9), float(N))),
+    ("idx", torch.full((2, 9), N)), ("idx", torch.zeros(1, 1, 2, 9, dtype=torch.long)),
+    ("weights", None), ("weights", "x"), ("weights", torch.ones(2, 3)), ("weights", torch.full((2, 9), np.nan)),
+    ("layer_norm", "yes"), ("layer_norm", 2), ("layer_norm", None), ("wrt", None), ("wrt", "W"), ("wrt", ("V",)),
+])
+def test_gradients_refuse_bad_input_by_name(name, bad):
+    """Fuzz findings: malformed inputs of the hand-written gradients ended in AttributeError, IndexError,
+    torch's size-mismatch RuntimeError or silent NaN, each now a clear error naming the parameter."""
+    args = _gradient_problem() | {name: bad}
+    with pytest.raises((ValueError, TypeError), match=_names(name)):
+        training.gradients(**args)
+
+
+def test_gradients_checked_inputs_give_the_same_numbers():
+    """The checks convert without changing anything: arrays and lists give the gradients of the tensors,
+    a per-run layer-norm mask those of the runs taken one at a time."""
+    args = _gradient_problem()
+    loss, grads = training.gradients(**args)
+    as_arrays = {k: (v.numpy() if k in ("labels", "idx", "weights") else v) for k, v in args.items()}
+    loss2, grads2 = training.gradients(**as_arrays)
+    torch.testing.assert_close(loss, loss2, rtol=0, atol=0)
+    for name in grads:
+        torch.testing.assert_close(grads[name], grads2[name], rtol=0, atol=0)
+    mixed, _ = training.gradients(**args, layer_norm=torch.tensor([False, True]))
+    assert mixed[0] == loss[0] and mixed[1] == training.gradients(**args, layer_norm=True)[0][1]
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(path=3), "path"), (dict(path=np.array(["a", "b"])), "path"), (dict(cache=3), "cache"),
+    (dict(cache=False), "cache"), (dict(cache=np.array(["a", "b"])), "cache"),
+])
+def test_grid_file_refuses_paths_of_the_wrong_type_by_name(tmp_path, kwargs, name):
+    """Fuzz findings: an int or array path gave pathlib's TypeError, a cache of the wrong type the
+    DiskCache's error naming 'directory'; False would have meant the default cache."""
+    args = dict(path=tmp_path / "grid.csv.gz", cache=tmp_path / "cache") | kwargs
+    with pytest.raises(TypeError, match=_names(name)):
+        training.write_grid_file(**args)
+    assert not (tmp_path / "grid.csv.gz").exists()
