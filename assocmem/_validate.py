@@ -194,6 +194,19 @@ def tensor(name: str, value, *, ndim: int | None = None, min_ndim: int = 0):
 STEP_WORK = 1e5
 
 
+def table(name: str, value, columns=()):
+    """A pandas ``DataFrame`` holding every one of ``columns``; refused by name otherwise (``None``, a path
+    or a string instead of the table, a missing column)."""
+    import pandas as pd
+
+    if not isinstance(value, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {_short(value)}")
+    missing = [column for column in columns if column not in value.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(value.columns)}")
+    return value
+
+
 def labels(name: str, values, N: int, M: int) -> np.ndarray:
     """Classes of ``N`` tokens: a 1-D integer array of length ``N`` with entries in ``[0, M - 1]``,
     as int64; refused by name otherwise (wrong length, float or NaN entries, strings, None)."""

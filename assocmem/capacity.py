@@ -808,7 +808,11 @@ def phase_winners(table, *, n_boot: int = 1000, seed: int = 0):
     """
     import pandas as pd
 
+    table = check.table("table", table, ("d", "T", "alpha", "trial", "scheme", "error"))
     n_boot, seed = check.positive_int("n_boot", n_boot), check.seed("seed", seed)
+    # the resamples of one cell: indices and means, n_boot x (trials + schemes), trials x schemes <= rows
+    check.budget("n_boot", nbytes=16.0 * n_boot * max(len(table), 1), work=2.0 * n_boot * max(len(table), 1),
+                 formula="n_boot x rows of the table")
     rng = np.random.default_rng(seed)
     out = []
     for (d, T, alpha), cell in table.groupby(["d", "T", "alpha"], sort=True):
@@ -860,6 +864,7 @@ def overflow_agreement(table, *, N: int, capacity: float = 1.3, n_boot: int = 10
     """
     from .theory import finite_sample as fs_theory
 
+    table = check.table("table", table, ("d", "T", "alpha", "trial", "scheme", "error"))
     N = check.positive_int("N", N)
     capacity = check.real("capacity", capacity, low=0.0, low_open=True)
     pair = table[table.scheme.isin(["q = 1 (seen)", "top P (P/d best)"])]

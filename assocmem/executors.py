@@ -38,6 +38,7 @@ __all__ = ["EXECUTORS", "compute_point", "SerialExecutor", "ProcessExecutor", "D
 
 EXECUTORS = ("serial", "processes", "dask")
 _POLL_S = 0.5  # how often a worker checks that its parent is alive
+MAX_THREADS = 1024  # torch threads per point: beyond any machine's cores (torch itself overflows at 2**31)
 
 
 def compute_point(name: str, module: str, config: Mapping, *, threads: int = 1) -> list[dict]:
@@ -53,15 +54,24 @@ def compute_point(name: str, module: str, config: Mapping, *, threads: int = 1) 
     config : mapping
         The point's full configuration.
     threads : int
-        Torch threads for this point.
+        Torch threads for this point, 1 to :data:`MAX_THREADS`.
     """
-    from .sweep import get_experiment
+    from .sweep import _experiment
 
-    importlib.import_module(module)
+    if not isinstance(module, str):
+        raise TypeError(f"module must be a module name (str), got {check._short(module)}")
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping of parameter values, got {check._short(config)}")
+    threads = check.positive_int("threads", threads, maximum=MAX_THREADS)
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(f"module {module!r} cannot be imported ({error})") from None
+    experiment = _experiment(name, "name")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return get_experiment(name).rows(config)
+        return experiment.rows(config)
     finally:
         torch.set_num_threads(previous)
 

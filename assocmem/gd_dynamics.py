@@ -141,8 +141,12 @@ def top_hessian_eigenvalue(fn, params: torch.Tensor, *, iters: int = 40, seed: i
     """
     iters = check.positive_int("iters", iters)
     seed = check.seed("seed", seed)
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable mapping params to (R,) values, got {check._short(fn)}")
     if not isinstance(params, torch.Tensor) or not params.is_floating_point() or params.ndim < 2:
         raise TypeError("params must be a floating torch tensor of shape (R, ...)")
+    if params.numel() == 0:
+        raise ValueError(f"params must not be empty, got shape {tuple(params.shape)}")
     R = params.shape[0]
     n = params[0].numel()
     k = min(iters, n)

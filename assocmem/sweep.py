@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import _validate as check
 from ._io import TMP_SUFFIX, atomic_write_text, remove_stale_temporaries
-from .executors import compute_point, make_executor
+from .executors import MAX_THREADS, compute_point, make_executor
 
 try:
     import fcntl
@@ -141,14 +141,21 @@ def get_experiment(name_or_experiment) -> Experiment:
     name_or_experiment : str or Experiment
         A registered name, or an experiment.
     """
-    if isinstance(name_or_experiment, Experiment):
-        return name_or_experiment
-    if name_or_experiment in _REGISTRY:
-        return _REGISTRY[name_or_experiment]
+    return _experiment(name_or_experiment, "name_or_experiment")
+
+
+def _experiment(value, name: str) -> Experiment:
+    """:func:`get_experiment` of ``value``, its errors naming the caller's parameter ``name``."""
+    if isinstance(value, Experiment):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a registered experiment's name or an Experiment, got {check._short(value)}")
+    if value in _REGISTRY:
+        return _REGISTRY[value]
     known = experiments()
-    if name_or_experiment not in known:
-        raise ValueError(f"experiment must be one of {sorted(known)}, got {name_or_experiment!r}")
-    return known[name_or_experiment]
+    if value not in known:
+        raise ValueError(f"{name} must be one of the experiments {sorted(known)}, got {value!r}")
+    return known[value]
 
 
 def grid(**axes: Iterable) -> list[dict]:
@@ -181,6 +188,10 @@ def config_key(experiment: Experiment, config: Mapping) -> str:
     config : mapping
         The full configuration (:meth:`Experiment.config`).
     """
+    if not isinstance(experiment, Experiment):
+        raise TypeError(f"experiment must be an Experiment (see get_experiment), got {check._short(experiment)}")
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping of parameter values, got {check._short(config)}")
     return _hash({"experiment": experiment.name, "version": experiment.version,
                   "config": experiment.config(config)})
 
@@ -406,7 +417,8 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
         (``workers``, ``scheduler``), passed as keyword arguments.
     threads : int
         Torch threads used by each point, the same under every executor so that a configuration
-        gives bit-identical numbers however it is run; parallelism comes from the executor.
+        gives bit-identical numbers however it is run; parallelism comes from the executor. At most
+        :data:`assocmem.executors.MAX_THREADS`.
     progress : bool
         Show a tqdm progress bar (in a notebook, a widget).
     **executor_options
@@ -420,10 +432,16 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
         read from the cache (``cached``, including those another sweep computed meanwhile) and those
         computed here.
     """
-    experiment = get_experiment(experiment)
+    experiment = _experiment(experiment, "experiment")
+    if isinstance(configs, (str, bytes, Mapping)) or not isinstance(configs, Iterable):
+        raise TypeError(f"configs must be an iterable of mappings (e.g. from grid), got {check._short(configs)}")
+    configs = list(configs)
+    for index, config in enumerate(configs):
+        if not isinstance(config, Mapping):
+            raise TypeError(f"configs[{index}] must be a mapping of parameter values, got {check._short(config)}")
     configs = [experiment.config(c) for c in configs]
     cache = _as_cache(cache)
-    threads = check.positive_int("threads", threads)
+    threads = check.positive_int("threads", threads, maximum=MAX_THREADS)
     runner = make_executor(executor, **executor_options)
     if cache is not None:
         cache.check_writable()
@@ -544,6 +562,8 @@ def _as_cache(cache) -> DiskCache | None:
         return None
     if cache is True:
         return DiskCache()
+    if not isinstance(cache, (DiskCache, str, os.PathLike)):
+        raise TypeError(f"cache must be a DiskCache, a directory path, True or False, got {check._short(cache)}")
     return cache if isinstance(cache, DiskCache) else DiskCache(cache)
 
 

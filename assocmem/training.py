@@ -290,8 +290,16 @@ def scores_error(scores: torch.Tensor, labels, probs, *, ties: str = "error") ->
     ties : {"error", "first"}
     """
     ties = check.choice("ties", ties, TIES)
-    labels = torch.as_tensor(np.asarray(labels), device=scores.device)
-    probs = torch.as_tensor(np.asarray(probs), device=scores.device, dtype=scores.dtype)
+    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
+        raise TypeError(f"scores must be a floating torch tensor of shape (R, M, N), got {check._short(scores)}")
+    if scores.ndim != 3 or scores.numel() == 0:
+        raise ValueError(f"scores must have shape (R, M, N) with no empty axis, got {tuple(scores.shape)}")
+    N = scores.shape[2]
+    labels = torch.as_tensor(check.labels("labels", labels, N, scores.shape[1]), device=scores.device)
+    p = check.real_array("probs", probs)
+    if p.shape != (N,) or (p < 0).any():
+        raise ValueError(f"probs must be N={N} non-negative weights, one per token, got {check._short(probs)}")
+    probs = torch.as_tensor(p, device=scores.device, dtype=scores.dtype)
     if ties == "first":
         wrong = (scores.argmax(1) != labels).to(scores.dtype)
     else:
@@ -428,15 +436,30 @@ def run_embeddings(runs_seeds, N: int, M: int, d: int, *, output_embeddings: str
     """
     output_embeddings = check.choice("output_embeddings", output_embeddings, memory.KINDS)
     N, M, d = check.positive_int("N", N), check.positive_int("M", M), check.positive_int("d", d)
+    runs_seeds = _seeds(runs_seeds)
+    check.budget("N, M, d, runs_seeds", nbytes=16.0 * len(runs_seeds) * (N + M) * d,
+                 formula="the draws and their storage, runs x (N + M) x d, 8 bytes each")
     kwargs = dict(dtype=dtype, device=device)
     return (_per_seed(runs_seeds, lambda seed: memory.embeddings(N, d, seed, stream=0, **kwargs)),
             _per_seed(runs_seeds, lambda seed: memory.embeddings(M, d, seed, stream=1, kind=output_embeddings,
                                                                  **kwargs)))
 
 
+def _seeds(runs_seeds) -> list[int]:
+    """``runs_seeds`` (an iterable, e.g. a range) as a non-empty list of seeds, refused by name otherwise."""
+    if isinstance(runs_seeds, (str, bytes)) or runs_seeds is None:
+        raise TypeError(f"runs_seeds must be an iterable of non-negative integers, got {check._short(runs_seeds)}")
+    try:
+        values = runs_seeds if isinstance(runs_seeds, (np.ndarray, torch.Tensor)) else list(runs_seeds)
+    except TypeError:
+        raise TypeError(f"runs_seeds must be an iterable of non-negative integers, got "
+                        f"{check._short(runs_seeds)}") from None
+    return check.int_array("runs_seeds", values, minimum=0).tolist()
+
+
 def _per_seed(runs_seeds, draw) -> torch.Tensor:
     """``draw(seed)`` (a ``(1, ...)`` tensor) for each run, drawn once per distinct seed: shape ``(R, ...)``."""
-    runs_seeds = [int(seed) for seed in runs_seeds]
+    runs_seeds = _seeds(runs_seeds)
     distinct = {seed: draw(seed) for seed in dict.fromkeys(runs_seeds)}
     return torch.cat([distinct[seed] for seed in runs_seeds])
 

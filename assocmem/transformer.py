@@ -697,6 +697,7 @@ def balanced_sizes(table, *, sigma2: float = 0.04, gap: str = "gap_paper", inter
     import pandas as pd
 
     check.choice("gap", gap, {"gap_paper", "gap_book"})
+    table = check.table("table", table)
     missing = {"d_emb", "seed", "N", "D", gap} - set(table.columns)
     if missing:
         raise ValueError(f"table lacks the columns {sorted(missing)}")

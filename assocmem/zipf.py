@@ -153,6 +153,7 @@ def tail_mass(N: int, alpha: float, k) -> np.ndarray:
     k : int or array_like of int
         Ranks ``0 <= k <= N``.
     """
+    N = check.positive_int("N", N)
     k = check.int_array("k", k, minimum=0)
     if k.max() > N:
         raise ValueError(f"k must lie in [0, N={N}], got max {k.max()}")

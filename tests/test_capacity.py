@@ -291,3 +291,17 @@ def test_phase_cell_defaults_are_a_valid_call_and_the_sweep_point_shares_them():
     rows = pd.DataFrame(cap.phase_cell(trials=1, opt_steps=1))  # every other default as it is: N, d, T, ...
     assert set(rows.scheme) == set(cap.PHASE_SCHEMES) and len(rows) == len(cap.PHASE_SCHEMES) - 1 + len(
         cap.TOP_FRACTIONS) and rows.error.between(0, 1).all()
+
+
+def test_phase_tables_refuse_what_is_not_a_table_and_bound_the_bootstrap():
+    """Fuzz findings: None or a string for the table gave AttributeError; n_boot = 1e12 a MemoryError after
+    numpy tried to allocate 14.6 TiB. Now refused by name before any work."""
+    table = pd.DataFrame(cap.phase_cell(N=12, d=6, T=16, trials=2, batch_size=4, opt_steps=3)).assign(
+        d=6, T=16, alpha=1.0)
+    for call in (cap.phase_winners, lambda t, **kw: cap.overflow_agreement(t, N=12, **kw)):
+        for bad in (None, "x", table.drop(columns="scheme")):
+            with pytest.raises((ValueError, TypeError), match=r"\btable\b"):
+                call(bad)
+        with pytest.raises(ValueError, match=r"\bn_boot\b.*ASSOCMEM_MAX"):
+            call(table, n_boot=10**12)
+        assert len(call(table, n_boot=20)) == 1  # one cell

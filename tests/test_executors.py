@@ -153,3 +153,18 @@ def test_every_book_experiment_can_choose_its_device():
     rows = sweep.get_experiment("interference_error_vs_d").rows(
         {"N": 50, "d_min": 4, "d_max": 16, "n_d": 3, "trials": 2, "device": "cpu"})
     assert [row["d"] for row in rows] == [4, 8, 16] and all(0 <= row["error_mean"] <= 1 for row in rows)
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(name="no_such_experiment"), "name"), (dict(name=None), "name"), (dict(module="no-such-module"), "module"),
+    (dict(module=None), "module"), (dict(config="x"), "config"), (dict(threads=0), "threads"),
+    (dict(threads=2.5), "threads"), (dict(threads=10**12), "threads"),
+])
+def test_compute_point_refuses_bad_arguments_by_name(change, name):
+    """Fuzz findings: an unknown name was reported as "experiment must be ...", a bad module as
+    ModuleNotFoundError or AttributeError, bad threads as torch's RuntimeError from set_num_threads."""
+    args = dict(name="interference_error_vs_d", module="assocmem.memory",
+                config=sweep.get_experiment("interference_error_vs_d").config(
+                    {"N": 50, "d_min": 4, "d_max": 16, "n_d": 3, "trials": 2, "device": "cpu"})) | change
+    with pytest.raises((ValueError, TypeError), match=rf"(^|\W){name}(\W|$)"):
+        executors.compute_point(**args)

@@ -389,3 +389,16 @@ def test_load_scan_refuses_bad_step_sizes_by_name(lrs):
     """Fuzz findings: None gave "'NoneType' object is not iterable", () an error naming E."""
     with pytest.raises((ValueError, TypeError), match=r"\blrs\b"):
         g.load_scan(N=6, M=2, ds=(2,), lrs=lrs, trials=1, steps=3, window=2, every=1, iters=4)
+
+
+def test_top_hessian_eigenvalue_refuses_a_non_callable_and_empty_params():
+    """Fuzz findings: fn = None or a string gave "object is not callable", empty params an IndexError."""
+    params = torch.ones(2, 3, dtype=torch.float64)
+    for fn in (None, "x"):
+        with pytest.raises(TypeError, match=r"\bfn\b"):
+            g.top_hessian_eigenvalue(fn, params)
+    with pytest.raises(ValueError, match=r"\bparams\b"):
+        g.top_hessian_eigenvalue(lambda p: (p ** 2).sum(-1), params[:0])
+    # checked, the quadratic's Hessian 2 I has top eigenvalue 2 for each run
+    top = g.top_hessian_eigenvalue(lambda p: (p ** 2).sum(-1), params)
+    torch.testing.assert_close(top, torch.full((2,), 2.0, dtype=torch.float64))

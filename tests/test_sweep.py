@@ -204,3 +204,26 @@ def test_registry_and_validation():
         sweep.experiment("test_bad")(lambda x: {"x": x})
     with pytest.raises(TypeError, match="must return a dict or a list of dicts"):
         sweep.experiment("test_bad_rows")(lambda x=1: [1, 2]).rows()
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: sweep.get_experiment(None), "name_or_experiment"),
+    (lambda: sweep.get_experiment(np.array(["a", "b"])), "name_or_experiment"),
+    (lambda: sweep.get_experiment("no_such_experiment"), "name_or_experiment"),
+    (lambda: sweep.config_key(None, {}), "experiment"), (lambda: sweep.config_key("test_square", {}), "experiment"),
+    (lambda: sweep.config_key(square, "x"), "config"),
+    (lambda: sweep.run_sweep(np.array(["a"]), [{}], cache=False, progress=False), "experiment"),
+    (lambda: sweep.run_sweep(square, None, cache=False, progress=False), "configs"),
+    (lambda: sweep.run_sweep(square, "x", cache=False, progress=False), "configs"),
+    (lambda: sweep.run_sweep(square, ["a"], cache=False, progress=False), "configs"),
+    (lambda: sweep.run_sweep(square, [{}], cache=2, progress=False), "cache"),
+    (lambda: sweep.run_sweep(square, [{}], cache=False, progress=False, threads=10**12), "threads"),
+])
+def test_lookups_keys_and_sweeps_refuse_bad_arguments_by_name(call, name):
+    """Fuzz findings: an array gave "unhashable type", None an AttributeError or "not iterable", a string
+    of configs dict()'s "update sequence element" error, the unknown name and a bad cache named the wrong
+    parameter, threads = 1e12 torch's "Overflow when unpacking long"."""
+    with pytest.raises((ValueError, TypeError), match=rf"(^|\W){name}(\W|$)"):
+        call()
+    assert sweep.get_experiment("test_square") is square and sweep.config_key(square, {"x": 2}) == sweep.config_key(
+        square, {"x": 2, "scale": 1.0})

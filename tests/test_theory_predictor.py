@@ -291,3 +291,16 @@ def test_a_random_sample_of_the_committed_predictions_recomputes():
         rel = 2e-2 if row["rule"] == "adam" else 1e-4
         for value, name in ((pred.mean[0], "predicted"), (pred.low[0], "low"), (pred.high[0], "high")):
             assert value == pytest.approx(row[name], rel=rel, abs=1e-9), (name, row.to_dict())
+
+
+def test_tables_refuse_what_is_not_a_table_by_name():
+    """Fuzz findings (issue 13): None or a string for a table gave AttributeError; an unknown by a KeyError."""
+    for call, name in ((P.grid_cells, "runs"), (P.calibration, "cells"), (P.calibration_summary, "table")):
+        for bad in (None, "x"):
+            with pytest.raises(TypeError, match=rf"\b{name}\b"):
+                call(bad)
+    table = pd.DataFrame({"inside": [True, False], "ratio": [1.0, 2.0], "d": [10, 20]})
+    for by in ("x", float("nan"), ["d", "x"]):
+        with pytest.raises(ValueError, match=r"\bby\b"):
+            P.calibration_summary(table, by=by)
+    assert P.calibration_summary(table, by="d")["cells"].tolist() == [1, 1]

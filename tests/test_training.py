@@ -689,3 +689,45 @@ def test_grid_file_refuses_paths_of_the_wrong_type_by_name(tmp_path, kwargs, nam
     with pytest.raises(TypeError, match=_names(name)):
         training.write_grid_file(**args)
     assert not (tmp_path / "grid.csv.gz").exists()
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(scores=None), "scores"), (dict(scores="x"), "scores"), (dict(scores=[[1.0]]), "scores"),
+    (dict(scores=torch.zeros(1, 1, 2, M, N)), "scores"), (dict(labels=[]), "labels"), (dict(labels=None), "labels"),
+    (dict(labels=["a"] * N), "labels"), (dict(labels=np.full(N, np.nan)), "labels"), (dict(probs=[]), "probs"),
+    (dict(probs=None), "probs"), (dict(probs="x"), "probs"), (dict(probs=np.full(N, np.nan)), "probs"),
+])
+def test_scores_error_refuses_bad_tables_by_name(change, name):
+    """Fuzz findings: None or strings gave AttributeError or torch's conversion errors, empty or NaN labels
+    and probs RuntimeErrors or a silent NaN."""
+    args = dict(scores=torch.zeros(2, M, N, dtype=torch.float64), labels=LABELS, probs=PROBS) | change
+    with pytest.raises((ValueError, TypeError), match=_names(name)):
+        training.scores_error(**args)
+
+
+def test_scores_error_gives_nan_exactly_for_the_diverged_runs():
+    """A NaN in a run's scores is that run's divergence, reported as its documented NaN error; the other
+    run keeps its number (ties counted as errors: all-zero scores err everywhere)."""
+    scores = torch.zeros(2, M, N, dtype=torch.float64)
+    scores[1, 0, 3] = np.nan
+    error = training.scores_error(scores, LABELS, PROBS)
+    assert error[0] == pytest.approx(1.0) and torch.isnan(error[1])
+
+
+@pytest.mark.parametrize("seeds", [None, "x", [], ["a"], [0.5, np.nan], np.zeros((1, 1, 2), dtype=int), [-1]])
+def test_run_embeddings_refuse_bad_seeds_by_name(seeds):
+    """Fuzz findings: torch.cat's "expected a non-empty list", int()'s "invalid literal", "cannot convert
+    float NaN to integer", none of them naming runs_seeds."""
+    with pytest.raises((ValueError, TypeError), match=_names("runs_seeds")):
+        training.run_embeddings(seeds, N, M, 4)
+    with pytest.raises((ValueError, TypeError), match=_names("runs_seeds")):
+        training.initial_memory(seeds, 4, init="random")
+
+
+def test_run_embeddings_bound_their_memory_by_their_own_parameters():
+    """Fuzz finding: N = 1e12 was refused by the embedding draw's budget, naming its n, d, trials."""
+    for name in ("N", "M"):
+        with pytest.raises(ValueError, match=rf"\b{name}\b.*ASSOCMEM_MAX_BYTES"):
+            training.run_embeddings([0, 1], **({"N": N, "M": M, "d": 4} | {name: 10**12}))
+    E, U = training.run_embeddings(range(2), N, M, 4)  # a range is an iterable of seeds
+    assert E.shape == (2, N, 4) and U.shape == (2, M, 4)

@@ -383,3 +383,10 @@ TOKENS = np.random.default_rng(1).integers(0, 7, 400)
 def test_hostile_inputs_name_the_parameter(call, error, name):
     with pytest.raises(error, match=rf"\b{name}\b"):
         call(_fuzz_model())
+
+
+def test_balanced_sizes_refuses_what_is_not_a_table_by_name():
+    """Fuzz findings (issue 13): None or a string for the table gave AttributeError."""
+    for bad in (None, "x"):
+        with pytest.raises(TypeError, match=r"\btable\b"):
+            tf.balanced_sizes(bad)

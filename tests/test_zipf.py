@@ -155,3 +155,10 @@ def test_seen_curves_refuses_a_huge_result_by_name(monkeypatch):
     monkeypatch.setenv("ASSOCMEM_MAX_BYTES", "1000")
     with pytest.raises(ValueError, match="tokens, T_grid: this call needs about"):
         zipf.seen_curves(np.zeros((4, 50), dtype=np.int64), zipf.zipf_probs(10, 1.0), np.arange(1, 51))
+
+
+@pytest.mark.parametrize("N", ["12", None, 2.5, 0])
+def test_tail_mass_refuses_a_bad_vocabulary_size_by_name(N):
+    """Fuzz findings: a string N gave numpy's UFuncTypeError, None a comparison TypeError."""
+    with pytest.raises((ValueError, TypeError), match=r"\bN\b"):
+        zipf.tail_mass(N, 1.5, [0, 1])

@@ -400,6 +400,7 @@ def grid_cells(runs):
         (mean over the finite runs), ``error_sd`` (their standard deviation), ``trials`` (their number) and
         ``diverged`` (runs left out).
     """
+    runs = check.table("runs", runs)
     missing = {"optimizer", "d", "T", "batch_size", "lr", "layer_norm", "error"} - set(runs.columns)
     if missing:
         raise ValueError(f"runs lacks the columns {sorted(missing)}")
@@ -438,6 +439,7 @@ def calibration(cells, *, level: float = 0.9, samples: int = 8, seed: int = 0, *
         ``cells`` with ``predicted``, ``predicted_sd``, ``low``, ``high``, ``inside`` (the measured mean lies
         in the band), ``samples`` and ``ratio`` (measured / predicted).
     """
+    cells = check.table("cells", cells, ("rule", "d", "T", "batch_size", "lr", "layer_norm", "trials", "error"))
     out = []
     keys = ["rule", "T", "batch_size", "lr", "layer_norm", "trials"]
     for (rule, T, B, lr, ln, trials), group in cells.groupby(keys, sort=False):
@@ -467,6 +469,10 @@ def calibration_summary(table, by=None):
     pandas.DataFrame
         Columns ``cells``, ``inside`` (fraction), ``median_ratio`` (and the ``by`` columns).
     """
+    table = check.table("table", table, ("inside", "ratio"))
+    columns = [] if by is None else [by] if isinstance(by, str) else by
+    if not isinstance(columns, list) or not all(isinstance(c, str) and c in table.columns for c in columns):
+        raise ValueError(f"by must be None, a column of table or a list of them, got {check._short(by)}")
     if table.empty:
         raise ValueError("table has no cells")
 
