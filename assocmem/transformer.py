@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import _validate as check
 from ._io import atomic_write
 from .corpora import Corpus, named_corpus
+from .fitting import PowerLawFit, fit_power_law
 from .hopfield import global_energy, layer_energy
 from .sweep import experiment
 from .theory.volume import log_ball_gaussian_integral
@@ -45,6 +46,8 @@ __all__ = [
     "paper_gap",
     "balanced_data_size",
     "balanced_sizes",
+    "BalanceFit",
+    "balance_exponent",
     "flag_diverged",
     "spread_windows",
     "normalised_states",
@@ -710,6 +713,109 @@ def balanced_sizes(table, *, sigma2: float = 0.04, gap: str = "gap_paper", inter
                                                   interpolate=interpolate) if len(kept) else float("nan"),
                      "sizes": len(kept), "diverged": int(group.diverged.sum())})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class BalanceFit:
+    r"""The exponent :math:`s` of :math:`D^* \propto N^{s}` on an N-D grid (:func:`balance_exponent`).
+
+    Attributes
+    ----------
+    D_star : pandas.DataFrame
+        :math:`D^*` of every model: index ``seed``, columns ``d_emb`` (``nan`` where no size of the
+        grid is balanced, or the seed did not run at that width).
+    widths : list of int
+        The widths at which every seed run found :math:`D^*` inside the grid: the fit's points.
+    beyond : list of int
+        The other widths (:math:`D^*` beyond the grid for at least one seed).
+    seeds : list of int
+        The seeds that found :math:`D^*` at every width of ``widths``: the fit's trials.
+    N : numpy.ndarray
+        :math:`N` of each width of ``widths``.
+    over_seeds : PowerLawFit
+        Fit to the seed-mean :math:`D^*`, its interval a bootstrap over ``seeds``.
+    over_widths : PowerLawFit
+        The same slope as an ordinary least-squares fit through the seed means, its interval from
+        the scatter of the widths about the line.
+    ratio : numpy.ndarray
+        :math:`N / D^{*2}` at each width of ``widths``, the mean over ``seeds``.
+    unbracketed : int
+        Models (a width of ``widths`` and a seed of ``seeds``) whose smallest data size is already
+        balanced, so that :math:`D^*` is an upper bound rather than a crossing.
+    capped_at_crossing : int
+        Models whose run at :math:`D^*` on the grid, or at the largest size below it, stopped at the
+        step cap (``converged == 0``) rather than by the patience rule.
+    """
+
+    D_star: object
+    widths: list
+    beyond: list
+    seeds: list
+    N: np.ndarray
+    over_seeds: PowerLawFit
+    over_widths: PowerLawFit
+    ratio: np.ndarray
+    unbracketed: int
+    capped_at_crossing: int
+
+
+def balance_exponent(table, *, gap: str = "gap_paper", sigma2: float = 0.04, interpolate: bool = True,
+                     level: float = 0.95, seed: int = 0) -> BalanceFit:
+    r"""Fit :math:`D^* \propto N^{s}` over the widths of an :func:`nd_balance` table.
+
+    :math:`D^*` of each model (width and seed) is :func:`balanced_sizes`'s; the fit runs over the
+    widths at which every seed found it, through :func:`assocmem.fitting.fit_power_law` on
+    :math:`(N, D^*)`: once with a bootstrap over seeds (``over_seeds``), once by least squares on the
+    seed means (``over_widths``). :math:`N = O(D^2)` is :math:`s = 1/2`, i.e. :math:`N/D^{*2}` constant.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`nd_balance` with columns ``d_emb``, ``seed``, ``N``, ``D``, ``converged`` and
+        ``gap``.
+    gap : {"gap_paper", "gap_book"}
+        The rule: :func:`paper_gap` (the paper's) or :func:`mean_squared_gap` (the book's).
+    sigma2 : float
+        The threshold :math:`\sigma^2` (0.04 in the paper).
+    interpolate : bool
+        Interpolate :math:`D^*` between grid points on log-log axes (:func:`balanced_data_size`).
+    level : float
+        Confidence level of both intervals, in (0, 1).
+    seed : int
+        Seed of the bootstrap over seeds.
+
+    Returns
+    -------
+    BalanceFit
+    """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas.DataFrame, got {type(table).__name__}")
+    if "converged" not in table.columns:
+        raise ValueError("table lacks the column 'converged'")
+    stars = balanced_sizes(table, sigma2=sigma2, gap=gap, interpolate=interpolate)
+    D_star = stars.pivot(index="seed", columns="d_emb", values="D_star")
+    widths = [int(d) for d, rows in stars.groupby("d_emb") if rows.D_star.notna().all()]
+    seeds = [int(s) for s in D_star.index if D_star.loc[s, widths].notna().all()]
+    if len(widths) < 2 or not seeds:
+        raise ValueError(f"table must give D* for every seed at two widths at least; it does at {widths}")
+    N = stars.groupby("d_emb").N.first()[widths].to_numpy(dtype=np.float64)
+    found = D_star.loc[seeds, widths].to_numpy(dtype=np.float64)
+    grid = balanced_sizes(table, sigma2=sigma2, gap=gap).set_index(["d_emb", "seed"]).D_star
+    rows = flag_diverged(table)
+    rows = rows[~rows.diverged & rows.d_emb.isin(widths) & rows.seed.isin(seeds)]
+    unbracketed = capped = 0
+    for (d, s), model in rows.groupby(["d_emb", "seed"]):
+        model = model.sort_values("D")
+        unbracketed += bool(model[gap].iloc[0] <= sigma2)
+        star = grid[(d, s)]
+        crossing = model[(model.D == star) | (model.D == model.D[model.D < star].max())]
+        capped += bool((crossing.converged == 0).any())
+    return BalanceFit(D_star=D_star, widths=widths, beyond=[int(d) for d in D_star.columns if d not in widths],
+                      seeds=seeds, N=N, over_seeds=fit_power_law(N, found, level=level, seed=seed),
+                      over_widths=fit_power_law(N, found.mean(axis=0), level=level),
+                      ratio=(N / found**2).mean(axis=0), unbracketed=unbracketed, capped_at_crossing=capped)
 
 
 # The losses of each experiment's rows; a row any of whose losses is not finite comes from a diverged run.

@@ -159,6 +159,16 @@ def _balance_table():
                          "final_train_loss": [2.0, 2.5, 2.7]})
 
 
+def _balance_grid():
+    """Rows of :func:`assocmem.transformer.nd_balance` for three widths (an OLS slope with a finite
+    standard error) and two seeds, at three data sizes each."""
+    import pandas as pd
+
+    one = _balance_table().assign(converged=1)
+    return pd.concat([one.assign(d_emb=d, N=12 * d * d + 9 * d, D=one.D * k, seed=s)
+                      for d, k in [(8, 1), (16, 2), (32, 3)] for s in (0, 1)], ignore_index=True)
+
+
 def _grid_runs():
     """Runs of the training grid (the columns of :func:`assocmem.training.load_grid`) for two cells."""
     import pandas as pd
@@ -274,6 +284,7 @@ BASELINES = {
     "assocmem.theory.predictor.calibration": {"cells": _grid_cells, "samples": 2},
     "assocmem.theory.predictor.calibration_summary": {"table": _calibration},
     "assocmem.transformer.balanced_sizes": {"table": _balance_table},
+    "assocmem.transformer.balance_exponent": {"table": _balance_grid},
     "assocmem.transformer.flag_diverged": {"table": _balance_table},
 }
 # Hostile cases never run, with the reason: legal values whose call would write where the fuzz must not.

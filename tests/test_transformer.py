@@ -283,6 +283,57 @@ def test_balanced_sizes_applies_the_rule_per_model():
         tf.balanced_sizes(table, gap="gap")
 
 
+def _power_law_grid(widths, seeds, scale, sizes):
+    """An nd_balance-like table whose gap is sigma2 (D*/D)^2 with D* = scale(seed) N^(1/2): a straight
+    line on log-log axes, so the interpolated crossing is D* exactly."""
+    import pandas as pd
+
+    rows = []
+    for d in widths:
+        N = 12 * d**2 + 9 * d
+        for s in seeds:
+            star = scale(s) * np.sqrt(N)
+            for D in sizes:
+                rows.append({"d_emb": d, "seed": s, "N": N, "D": D, "converged": 1,
+                             "gap_paper": 0.04 * (star / D) ** 2, "gap_book": 0.04 * (star / D) ** 2})
+    return pd.DataFrame(rows)
+
+
+def test_balance_exponent_recovers_a_planted_square_root():
+    sizes = [2**k for k in range(8, 17)]
+    table = _power_law_grid([4, 8, 16, 32], [0, 1, 2], lambda s: 30.0 * (1 + 0.1 * s), sizes)
+    fit = tf.balance_exponent(table)
+    assert fit.widths == [4, 8, 16, 32] and fit.beyond == [] and fit.seeds == [0, 1, 2]
+    # a seed's factor multiplies D* at every width: the slope is 1/2 for every resample
+    assert fit.over_seeds.slope == pytest.approx(0.5, abs=1e-9)
+    assert fit.over_seeds.ci == pytest.approx((0.5, 0.5), abs=1e-9)
+    assert fit.over_widths.slope == pytest.approx(0.5, abs=1e-9) and fit.over_widths.method == "ols"
+    expected_ratio = np.mean([1 / (30.0 * (1 + 0.1 * s)) ** 2 for s in range(3)])
+    np.testing.assert_allclose(fit.ratio, expected_ratio, rtol=1e-9)
+    np.testing.assert_allclose(fit.D_star.loc[1, 16], 33.0 * np.sqrt(12 * 256 + 144), rtol=1e-9)
+    assert fit.unbracketed == 0 and fit.capped_at_crossing == 0
+    # without interpolation D* is the first grid size at or above the true crossing
+    grid = tf.balance_exponent(table, interpolate=False)
+    assert grid.D_star.loc[0, 32] == 4096  # 30 sqrt(12576) = 3364
+
+
+def test_balance_exponent_counts_beyond_unbracketed_and_capped_models():
+    sizes = [2**k for k in range(8, 17)]
+    table = _power_law_grid([4, 8, 16, 32, 64], [0, 1], lambda s: 30.0 * (1 + 0.1 * s), sizes)
+    wide = (table.d_emb == 64) & (table.seed == 1)
+    table.loc[wide, "gap_paper"] = 0.5          # never balanced at d = 64 for seed 1
+    # the crossing of (16, seed 0) is between 2048 and 4096: cap the smaller run
+    table.loc[(table.d_emb == 16) & (table.seed == 0) & (table.D == 2048), "converged"] = 0
+    table.loc[(table.d_emb == 16) & (table.seed == 0) & (table.D == 65536), "converged"] = 0  # not at the crossing
+    fit = tf.balance_exponent(table.drop(table[(table.d_emb == 4) & (table.seed == 0) & (table.D < 512)].index))
+    assert fit.widths == [4, 8, 16, 32] and fit.beyond == [64] and np.isnan(fit.D_star.loc[1, 64])
+    assert fit.unbracketed == 1 and fit.capped_at_crossing == 1
+    with pytest.raises(ValueError, match="two widths"):
+        tf.balance_exponent(table[table.d_emb >= 32])
+    with pytest.raises(ValueError, match="converged"):
+        tf.balance_exponent(table.drop(columns="converged"))
+
+
 def test_a_diverging_run_stops_and_is_flagged_in_the_sweep_table_not_the_cache(tmp_path):
 
     from assocmem.sweep import DiskCache, config_key, get_experiment, run_sweep
