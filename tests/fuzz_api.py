@@ -246,6 +246,8 @@ BASELINES = {
         {"E": _tensor(N, 2), "U": _tensor(2, 2), "labels": lambda: np.arange(N) % 2},
     "assocmem.gd_dynamics.load_scan":                    # window and every inside steps = 3; one run
         {"ds": lambda: (2,), "lrs": lambda: (1.0,), "trials": 1, "window": 2, "every": 1},
+    "assocmem.gd_dynamics.segmented_sgd":                # 40 steps, not the default's 1000 evaluated each
+        {"segments": lambda: ((10.0, 20), (0.3, 20))},
     "assocmem.hopfield.dense_capacity": {"d": lambda: [8, 12], "error": 0.1, "probes": 8},  # a crossing inside
     "assocmem.hopfield.thresholded_memory_capacity":     # the grid of K, so that a capacity is read off
         {"d": lambda: [4, 6], "eta": 0.2, "error": 0.1, "max_patterns": 32},
