@@ -259,7 +259,8 @@ BASELINES = {
     "assocmem.theory.dynamics.minibatch_q": {"counts": lambda: np.ones((3, N))},  # (steps, N)
     "assocmem.theory.hopfield.modern_capacity_lower_bound":  # d large enough for the theorem's condition
         {"K": 1.0, "d": 64, "p": 0.5},
-    "assocmem.theory.predictor.predict_error": {"lr": 0.5, "batch_size": 4},  # rule "sgd" needs both
+    "assocmem.theory.predictor.predict_error":           # rule "sgd" needs both; 2 draws, not 16
+        {"lr": 0.5, "batch_size": 4, "samples": 2},
     "assocmem.theory.volume.log_lower_gamma_regularized":
         {"a": lambda: np.array([0.5, 1.0, 2.0]), "x": lambda: np.array([0.5, 1.0, 4.0])},
     "assocmem.training.gradients":                       # R = 2 runs of P = 3 points each
