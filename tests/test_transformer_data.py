@@ -83,12 +83,72 @@ def test_nd_tables_hold_what_the_rule_needs(nd):
 
 @single_thread
 def test_a_random_sample_of_nd_rows_recomputes(nd):
-    cheap = nd[(nd.d_emb <= 32) & (nd.train_tokens <= 8192)]
+    cheap = nd[(nd.d_emb <= 16) & (nd.steps_run <= 2000)]  # a few seconds each
     sample = cheap.sample(2, random_state=np.random.default_rng(18).integers(2**31))
     experiment = get_experiment("nd_balance")
     for _, row in sample.iterrows():
         again = experiment(**committed_config(experiment, row))
         assert again["N"] == row.N and again["D"] == row.D
+        assert again["min_val_loss"] == pytest.approx(row.min_val_loss, abs=0.03)
+        assert again["gap_paper"] == pytest.approx(row.gap_paper, rel=0.1, abs=0.005)
+        assert abs(again["step_min"] - row.step_min) <= 200
+
+
+CONVERGED_ND = sorted(DATA.glob("nd_converged_d*.csv"))
+
+
+@pytest.fixture(scope="module")
+def nd_converged():
+    if not CONVERGED_ND:
+        pytest.skip("no converged N-D tables committed")
+    return pd.concat([pd.read_csv(path) for path in CONVERGED_ND], ignore_index=True)
+
+
+def test_converged_nd_tables_span_a_decade_of_widths_with_three_seeds(nd_converged):
+    table = nd_converged
+    widths = sorted(table.d_emb.unique())
+    assert widths[-1] / widths[0] >= 10
+    assert table.groupby("d_emb").seed.nunique().min() >= 3
+    # each width: every seed on the same sizes (a complete grid), at least two of them
+    for d, rows in table.groupby("d_emb"):
+        sizes = rows.groupby("seed").D.apply(lambda D: tuple(sorted(D)))
+        assert sizes.nunique() == 1 and len(sizes.iloc[0]) >= 2, d
+    assert not table.duplicated(["d_emb", "seed", "train_tokens"]).any()
+    np.testing.assert_array_equal(table.N, 12 * table.d_emb**2 + 9 * table.d_emb)
+    assert np.all(table.D == table.train_tokens) and np.all(table.steps == 20000)
+    converged = table[table.converged == 1]
+    assert np.all(converged.steps_run - converged.step_min == converged.patience)
+    capped = table[table.converged == 0]
+    assert np.all(capped.steps_run == capped.steps) and np.all(capped.steps - capped.step_min < capped.patience)
+
+
+def test_converged_runs_continue_the_capped_runs(nd, nd_converged):
+    # The same settings but the cap: a run's first 3000 steps are the same computation on the same
+    # machine, so a run that stopped by patience before 3000 steps is the same run under either cap.
+    both = nd.merge(nd_converged, on=["d_emb", "seed", "train_tokens"], suffixes=("_3000", ""))
+    assert len(both) >= 30
+    early = both[both.converged_3000 == 1]
+    assert len(early) >= 5  # not a vacuous check
+    for column in ("steps_run", "step_min", "converged"):
+        np.testing.assert_array_equal(early[column], early[f"{column}_3000"])
+    for column in ("min_val_loss", "final_train_loss", "gap_paper", "gap_book"):
+        np.testing.assert_allclose(early[column], early[f"{column}_3000"], rtol=1e-6)
+    # a run capped at 3000 steps had not stopped: under the higher cap it runs on, and its best
+    # validation loss is the minimum over a longer curve that starts with the capped one
+    late = both[both.converged_3000 == 0]
+    assert len(late) >= 20 and np.all(late.steps_run > 3000)
+    assert np.all(late.min_val_loss <= late.min_val_loss_3000 + 1e-6)
+
+
+@single_thread
+def test_a_random_sample_of_converged_nd_rows_recomputes(nd_converged):
+    # cheap rows: those that stopped by patience within 2000 steps (a few seconds each)
+    cheap = nd_converged[(nd_converged.converged == 1) & (nd_converged.steps_run <= 2000)]
+    sample = cheap.sample(2, random_state=np.random.default_rng(180).integers(2**31))
+    experiment = get_experiment("nd_balance")
+    for _, row in sample.iterrows():
+        again = experiment(**committed_config(experiment, row))
+        assert again["N"] == row.N and again["D"] == row.D and again["converged"] == 1
         assert again["min_val_loss"] == pytest.approx(row.min_val_loss, abs=0.03)
         assert again["gap_paper"] == pytest.approx(row.gap_paper, rel=0.1, abs=0.005)
         assert abs(again["step_min"] - row.step_min) <= 200
