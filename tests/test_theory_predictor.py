@@ -293,6 +293,93 @@ def test_a_random_sample_of_the_committed_predictions_recomputes():
             assert value == pytest.approx(row[name], rel=rel, abs=1e-9), (name, row.to_dict())
 
 
+# --------------------------------------------------------------------------- the late interference and the model error
+
+def test_last_visit_step_follows_the_latest_of_n_uniform_sample_positions():
+    """Brute force: n distinct positions among T = S B samples, the step of the latest; against the law
+    the replay draws (P(L <= s) = (s/S)^n, up to the O(n/T) of drawing without replacement)."""
+    S, B, trials = 40, 25, 20000
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 12):
+        brute = np.array([rng.choice(S * B, size=n, replace=False).max() // B + 1 for _ in range(trials)])
+        drawn = P._last_visit_steps(np.full(trials, n), S, np.random.default_rng(1))
+        assert drawn.min() >= 1 and drawn.max() <= S
+        for s in (S // 4, S // 2, 3 * S // 4):
+            # two empirical CDFs of 20000 draws: sd of their difference <= sqrt(2 * 0.25 / 20000) = 0.005
+            assert abs((brute <= s).mean() - (drawn <= s).mean()) < 0.02 + n / (S * B)
+        assert np.all(P._last_visit_steps(np.full(100, 10 ** 9), S, rng) == S)   # a token in every step
+
+
+def test_late_interference_vanishes_when_the_last_visit_ends_the_pass(monkeypatch):
+    """At T = B the pass has one step, every last visit is in it and nothing comes after: the prediction is
+    that of a replay whose last visits all end the pass (same draws). Over many steps they differ (the end's
+    additions: sign noise and the others' growth after the last visit)."""
+    kwargs = dict(N=40, M=4, alpha=1.5, samples=4, seed=2)
+    one_step = P.predict_error("adam", [15], 256, lr=3.0, batch_size=256, **kwargs)
+    many = P.predict_error("adam", [15], 4096, lr=3.0, batch_size=16, **kwargs)
+
+    def at_the_end(n, S, rng):              # the same draws consumed, every last visit in the last step
+        rng.uniform(size=n.size)
+        return np.full(n.size, S, dtype=np.int64)
+
+    monkeypatch.setattr(P, "_last_visit_steps", at_the_end)
+    np.testing.assert_array_equal(P.predict_error("adam", [15], 256, lr=3.0, batch_size=256, **kwargs).mean,
+                                  one_step.mean)
+    assert P.predict_error("adam", [15], 4096, lr=3.0, batch_size=16, **kwargs).mean[0] != many.mean[0]
+
+
+def test_interference_variances_are_quadratic_forms_so_the_covariance_follows_by_polarisation():
+    """The end's shift beta xi(L) rests on Var(xi) being a quadratic form in the weights (parallelogram law,
+    exact) and on the carrier entering both weight vectors alike (its weight doubles in the sum)."""
+    N, M, d = 15, 4, 9
+    rng = np.random.default_rng(6)
+    labels = np.concatenate([zipf.mod_labels(N, M), np.arange(M)])
+    others = (labels[:N, None] + np.arange(1, M)[None, :]) % M
+    a, b = rng.exponential(1.0, (2, N + M))
+    table = lambda q: P._variance_table(q[None, None], labels, d, M, others)  # noqa: E731
+    np.testing.assert_allclose(table(a + b) + table(a - b), 2 * table(a) + 2 * table(b), rtol=1e-12)
+    np.testing.assert_allclose(table(2 * a), 4 * table(a), rtol=1e-12)
+
+
+def _toy_table():
+    rng = np.random.default_rng(3)
+    predicted = rng.uniform(0.01, 0.1, 400)
+    s = 0.05 * predicted
+    error = predicted * np.exp(rng.normal(0, 0.3, 400)) + rng.normal(0, 1, 400) * s
+    z = 1.6448536269514722
+    return pd.DataFrame({"rule": np.repeat(["sgd", "adam"], 200), "error": error, "predicted": predicted,
+                         "low": predicted - z * s, "high": predicted + z * s})
+
+
+def test_model_error_is_the_smallest_sigma_that_covers_the_level():
+    table = _toy_table()
+    sigma = P.model_error(table, "rule")
+    assert set(sigma["rule"]) == {"sgd", "adam"} and (sigma["cells"] == 200).all()
+    wide = P.with_model_error(table, sigma)
+    cover = wide.groupby("rule")["inside"].mean()
+    assert np.all(cover >= 0.9) and np.all(cover <= 0.9 + 2 / 200)   # the quantile: 90 % (ties at the edge)
+    tighter = P.with_model_error(table, sigma.assign(sigma=0.97 * sigma["sigma"]))
+    assert np.all(tighter.groupby("rule")["inside"].mean() < 0.9)
+    # sigma = 0 gives back the band of the table
+    same = P.with_model_error(table, sigma.assign(sigma=0.0))
+    np.testing.assert_allclose(same["high"], table["high"], rtol=1e-12)
+    np.testing.assert_allclose(same["low"], table["low"], rtol=1e-12)
+    # the toy's relative error exp(0.3 Z) - 1 has a 90 % quantile of |.| of 0.50 (P(Z > ln 1.5 / 0.3) +
+    # P(Z < ln 0.5 / 0.3) = 0.089 + 0.010), and sigma_i = |error - predicted| / (z predicted) up to the small
+    # s: sigma near 0.50 / 1.645 = 0.30, within the sampling of a 90 % quantile of 200 values
+    assert 0.25 < sigma["sigma"].min() and sigma["sigma"].max() < 0.36
+
+
+def test_model_error_refuses_bad_tables():
+    table = _toy_table()
+    with pytest.raises(ValueError, match="columns"):
+        P.model_error(table.drop(columns="high"), "rule")
+    with pytest.raises(ValueError, match="level"):
+        P.model_error(table, "rule", level=1.5)
+    with pytest.raises(ValueError, match="groups"):
+        P.with_model_error(table, P.model_error(table[table["rule"] == "sgd"], "rule"))
+
+
 def test_tables_refuse_what_is_not_a_table_by_name():
     """Fuzz findings (issue 13): None or a string for a table gave AttributeError; an unknown by a KeyError."""
     for call, name in ((P.grid_cells, "runs"), (P.calibration, "cells"), (P.calibration_summary, "table")):
@@ -304,3 +391,66 @@ def test_tables_refuse_what_is_not_a_table_by_name():
         with pytest.raises(ValueError, match=r"\bby\b"):
             P.calibration_summary(table, by=by)
     assert P.calibration_summary(table, by="d")["cells"].tolist() == [1, 1]
+
+
+# --------------------------------------------------------------------------- a full memory (module notes, 6.)
+
+def test_full_memory_moments_are_those_of_the_minimum_norm_fit():
+    """Brute force of the three moments behind the capacity term, m tokens fitted exactly in d dimensions
+    (E ~ N(0, I/d)): a fresh token's score from the fit, sum s^2 / (d - m - 1); an outsider's own signal
+    after projection off the fitted span, (d - m) / d; two outsiders' overlap after it, variance (d - m) / d^2."""
+    d, m, trials = 12, 7, 40000
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=m)
+    fit, own, overlap = np.empty(trials), np.empty(trials), np.empty(trials)
+    for t in range(trials):
+        E = rng.normal(size=(d, m)) / np.sqrt(d)
+        e_j, e_y = rng.normal(size=(2, d)) / np.sqrt(d)
+        gram_inv = np.linalg.inv(E.T @ E)
+        fit[t] = s @ gram_inv @ (E.T @ e_j)
+        project = lambda v: v - E @ (gram_inv @ (E.T @ v))   # noqa: E731  (off the fitted span)
+        own[t] = project(e_j) @ e_j
+        overlap[t] = project(e_y) @ project(e_j)
+    # sds of the Monte Carlo means: var(fit) has kurtosis well above 3 here; 5 % is about 4 of its sds
+    assert fit.var() == pytest.approx((s ** 2).sum() / (d - m - 1), rel=0.05)
+    assert own.mean() == pytest.approx((d - m) / d, rel=0.01)
+    assert overlap.var() == pytest.approx((d - m) / d ** 2, rel=0.04)
+
+
+def test_fitted_share_uses_the_counts_only_and_fills_m_places():
+    counts = np.array([[9, 5, 5, 5, 1, 0], [3, 3, 0, 0, 0, 0], [4, 0, 2, 2, 7, 1]])
+    share = P._fitted_share(counts, 3)
+    np.testing.assert_allclose(share[0], [1, 2 / 3, 2 / 3, 2 / 3, 0, 0])   # two places left for three tied
+    np.testing.assert_allclose(share[1], [1, 1, 0, 0, 0, 0])               # at most m seen: all have a place
+    np.testing.assert_allclose(share[2], [1, 0, 0.5, 0.5, 1, 0])
+    assert np.allclose(share[[0, 2]].sum(1), 3)
+
+
+def test_the_full_memory_term_vanishes_without_capacity_or_when_the_memory_has_room():
+    """capacity = 0 is the replay alone; at d = 400 no draw of T = 1024 sees c d = 300 tokens (N = 100), so
+    the term changes nothing there (same draws, same kernels: equal)."""
+    kwargs = dict(lr=10.0, batch_size=16, samples=4, seed=1)
+    off = P.predict_error("sgd", [400], 1024, capacity=0.0, **kwargs)
+    on = P.predict_error("sgd", [400], 1024, capacity=0.75, **kwargs)
+    np.testing.assert_array_equal(on.mean, off.mean)
+    small_off = P.predict_error("sgd", [10], 10240, capacity=0.0, **kwargs)
+    small_on = P.predict_error("sgd", [10], 10240, capacity=0.75, **kwargs)
+    assert small_on.mean[0] > 2 * small_off.mean[0]      # at d = 10 a full memory loses its outsiders
+    with pytest.raises(ValueError, match="capacity"):
+        P.predict_error("sgd", [10], 1024, capacity=-1.0, **kwargs)
+
+
+def test_calibration_half_is_a_checkerboard_over_gamma_and_batch_size():
+    grid = pd.DataFrame([(g, B) for g in (0.1, 1.0, 10.0, 100.0) for B in (16, 64, 256, 1024)],
+                        columns=["lr", "batch_size"])
+    half = P.calibration_half(grid).reshape(4, 4)
+    assert half.sum() == 8 and half[0, 0] and not half[0, 1] and half[1, 1]
+    np.testing.assert_array_equal(half, ~np.roll(half, 1, axis=0))     # neighbours alternate
+    cells = _committed("cells.csv")
+    cal = P.calibration_half(cells)
+    for column in ("rule", "d", "T", "layer_norm"):
+        assert set(cells.loc[cal, column]) == set(cells.loc[~cal, column]) == set(cells[column])
+    with pytest.raises(ValueError, match="lr"):
+        P.calibration_half(grid.assign(lr=0.3))
+    with pytest.raises(TypeError, match="cells"):
+        P.calibration_half("cells")

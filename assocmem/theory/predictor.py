@@ -47,18 +47,39 @@ Three pieces of the book, composed:
    from its *current* scores, interference included, and it pushes down the wrong class the interference
    raised (the symmetric map spreads the push evenly). So every seen token's visits are replayed from a
    draw :math:`\xi \sim \mathcal N(0, \mathrm{diag}(\sigma_k^2, \sigma_y^2))` of its interference (the
-   moments of :func:`assocmem.theory.interference.score_moments` for the final weights and the
-   :math:`W_0` carrier), on the schedule of its counts (``c`` copies of a step per batch). Without layer
-   norm a visit never turns a right token wrong (it raises the own class and lowers every other), so the
-   replay stops once every token with visits left is right; with layer norm the step is
+   moments of :func:`assocmem.theory.interference.score_moments`, with the :math:`W_0` carrier), on the
+   schedule of its counts (``c`` copies of a step per batch). Without layer norm a visit never turns a
+   right token wrong (it raises the own class and lowers every other); with layer norm the step is
    :math:`h \mapsto \lambda h - \eta c\, r g` with :math:`\lambda = 1 + \eta c\, r^3 (h \cdot g)`, which keeps
-   the argmax while :math:`\lambda > 0`, and the replay stops once that holds too. For sign descent the
-   replay follows the ``S`` steps with the mean-field batch norm :math:`\nu_t` and adds the sign noise of
-   each step as it comes, so visits after it correct it and only the noise after a token's last visit
-   stays. What the replay still ignores: the interference is drawn once, in place at the first visit (it
-   is, for the frequent tokens that carry it, once the step is large), and a token's corrections do not
-   feed back into the interference on the others (the coupling that lets an optimised memory store more
-   than an outer-product sum at small ``d``).
+   the argmax while :math:`\lambda > 0`. For sign descent the replay follows the steps with the mean-field
+   batch norm :math:`\nu_t` and adds the sign noise of each step as it comes, so a visit corrects the
+   noise before it.
+5. **The last visit** (``_last_visit_steps``). A token seen :math:`n_x` times in one pass has its last
+   visit at the latest of :math:`n_x` uniform times, step :math:`\lfloor S\,U^{1/n_x}\rfloor`, not at the
+   pass's end. Its visits correct the interference :math:`\xi(L)` of the weights the others hold then,
+   :math:`q(n_y L/S)`; what comes after is added at the end and nothing corrects it: the sign noise of the
+   remaining steps and the interference of the others' growth, :math:`\xi(S) = \beta\,\xi(L) + \varepsilon`
+   with :math:`\beta = \mathrm{Cov}(\xi(S), \xi(L))/\mathrm{Var}\,\xi(L)` and
+   :math:`\mathrm{Var}\,\varepsilon = \mathrm{Var}\,\xi(S) - \beta\,\mathrm{Cov}` (the variances are diagonal
+   quadratic forms in the weights, so the covariance follows by polarisation). A token leaves the SGD
+   replay once no step it has left can change its argmax and its margin exceeds six standard deviations of
+   what the end adds.
+6. **A full memory** (``_fitted_share``, the constant :data:`CAPACITY`). The replay lets every token
+   correct its interference as if the memory had room for all of them. A linear memory of dimension ``d``
+   does not: a gradient-trained ``W`` fits the scores of its most frequent tokens exactly, and fitting
+   :math:`m < d - 1` tokens with embeddings :math:`E_m` is the minimum-norm solution
+   :math:`S (E_m^\top E_m)^{-1} E_m^\top`. For any other token ``j`` that gives (means over Gaussian
+   embeddings, :math:`E[(E_m^\top E_m)^{-1}] = d/(d-m-1)\,I`): interference of variance
+   :math:`\sum_{i \le m} s_i^2/(d-m-1)` from the fitted tokens; its own signal and the other outsiders'
+   updates projected off the fitted span, signal :math:`q_j (d-m)/d`, mutual interference
+   :math:`q_y^2 (d-m)/d^2`; and :math:`W_0` and the sign noise projected alike. Relative to the outsider's
+   signal this is exactly an outer-product memory of dimension :math:`d - m` in which the fitted tokens'
+   weights are multiplied by :math:`d/\sqrt{(d-m)(d-m-1)}` and the carriers' variances by
+   :math:`d/(d-m)`; the outsiders' visits are replayed in it. Which tokens are fitted, and how many, the
+   derivation does not say: the :math:`m = \min(\lfloor c\,d \rfloor, d - 2)` most often seen (ties share
+   the places left), with one constant ``c`` (:data:`CAPACITY`) fixed on the calibration half of
+   chapter 8's grid only (:func:`calibration_half`, ``data/predictor/calibrate_capacity.py``). When at most
+   ``m`` tokens are seen (large ``d``) the term vanishes.
 
 The counts are drawn ``samples`` times (seeded); each draw gives an expected error :math:`\bar{\mathcal E}_k`
 and, since tokens are recalled independently given the weights, an embedding variance
@@ -70,11 +91,12 @@ of ``trials`` runs, cut at 0 and 1.
 Where it is exact, and where it is not: with orthonormal embeddings (``d >= N``) and :math:`W_0 = 0`
 every seen token is recalled, whatever the optimiser, and the error is the unseen mass
 :math:`\sum_x p(x)(1-p(x))^T` (``embeddings="orthonormal"``). With random embeddings it ignores
-(i) the coupled corrections of gradient descent: a token's corrections move the interference on the others,
-and a trained ``W`` is then no outer-product sum (at small ``d`` it fits more tokens than the map says), (ii) the
-correlations between tokens through the shared output embeddings, (iii) for sign descent, everything
-beyond the Gaussian picture of the sign (the batch's structure at small ``B``, correlations of the noise
-across steps). Chapter 8 measures how much each costs.
+(i) which tokens a full memory fits beyond the rule of item 6, and the corrections' feedback on the
+interference below capacity, (ii) the correlations between tokens through the shared output embeddings,
+(iii) for sign descent, everything beyond the Gaussian picture of the sign (the batch's structure at small
+``B``, correlations of the noise across steps). Chapter 8 measures how much each costs, and
+:func:`model_error` states what is left, per region, as a relative systematic error calibrated on the
+calibration half.
 """
 
 from __future__ import annotations
@@ -90,7 +112,8 @@ from .. import finite_sample, zipf
 from . import interference
 
 __all__ = ["RULES", "OPTIMIZERS", "SCHEMES", "CELL_KEYS", "Prediction", "predict_error", "stored_margins",
-           "grid_cells", "calibration", "calibration_summary"]
+           "grid_cells", "calibration", "calibration_half", "calibration_summary", "model_error", "with_model_error",
+           "CAPACITY"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEMES = finite_sample.SCHEMES
@@ -100,6 +123,10 @@ ADAM_EPS = 1e-8
 LAYER_NORM_EPS = 1e-6
 _GRID_POINTS = 160
 REPLAY_DRAWS = 64
+#: The constant ``c`` of a full memory, :math:`m = \min(\lfloor c\,d\rfloor, d - 2)` fitted tokens (module notes,
+#: 6.), fixed on the calibration half of chapter 8's grid by ``data/predictor/calibrate_capacity.py``.
+CAPACITY = 1.0
+_FRACTION_POINTS = 16
 
 
 @dataclass(frozen=True)
@@ -150,7 +177,8 @@ class Prediction:
 def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: int | None = None,
                   N: int = 100, M: int = 5, alpha: float = 2.0, layer_norm: bool = False,
                   init: str = "random", embeddings: str = "gaussian", trials: int = 1, level: float = 0.9,
-                  ratio: float = 12.0, rho: float = 1.0, samples: int = 16, seed: int = 0) -> Prediction:
+                  ratio: float = 12.0, rho: float = 1.0, samples: int = 16, seed: int = 0,
+                  capacity: float | None = None) -> Prediction:
     r"""Expected population error of a memory trained on ``T`` samples, with a band, without training.
 
     Data: ``N`` tokens of Zipf law :math:`p(x) \propto x^{-\alpha}`, labels :math:`f_*(x) = x \bmod M`,
@@ -196,6 +224,10 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
         Draws of the counts.
     seed : int
         Seed of those draws.
+    capacity : float, optional
+        The constant ``c`` of a full memory, :math:`m = \min(\lfloor c\,d\rfloor, d - 2)` fitted tokens
+        (module notes, 6.; optimisers only; 0 switches the term off). Default :data:`CAPACITY`, fixed on the
+        calibration half of chapter 8's grid.
 
     Returns
     -------
@@ -215,6 +247,7 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
     rho = check.real("rho", rho, low=0.0)
     samples = check.positive_int("samples", samples, minimum=2)
     seed = check.seed("seed", seed)
+    capacity = CAPACITY if capacity is None else check.real("capacity", capacity, low=0.0)
     if not isinstance(layer_norm, (bool, np.bool_)):
         raise TypeError(f"layer_norm must be a bool, got {layer_norm!r}")
     if rule in OPTIMIZERS:
@@ -245,7 +278,7 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
     w0 = np.zeros(d.size) if init == "zero" else 1.0 / d
     noise, schedule = w0, None
     if rule in OPTIMIZERS:
-        n_grid, margins, extra, schedule = _decoupled(rule, lr, batch_size, T, d.astype(np.float64), N, M, alpha,
+        n_grid, margins, extra, schedule, progress = _decoupled(rule, lr, batch_size, T, d.astype(np.float64), N, M, alpha,
                                                       layer_norm, init, _GRID_POINTS)
         noise = w0 + extra
         weights = np.stack([np.stack([np.interp(c, n_grid, margins[j]) for c in counts]) for j in range(d.size)])
@@ -260,10 +293,13 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
         miss = np.stack([interference.token_error_probability(_with_carrier(weights[j, k], noise[j], dj, M), lab,
                                                               dj, M)[:N] for k in range(samples)])
         if rule in OPTIMIZERS:  # every seen token's visits replayed from its interference (module notes, 4.)
-            start = np.stack([_with_carrier(weights[j, k], w0[j], dj, M) for k in range(samples)])
             steps = None if schedule is None else tuple(part[:, j] for part in schedule)
-            replayed = _replayed_miss(start, lab, counts, dj, M, lr, batch_size, T // batch_size, layer_norm,
-                                      init, np.random.default_rng([seed, 2, dj]), adam=steps)
+            replayed = _replayed_miss(n_grid, margins[j], w0[j], lab, counts, dj, M, lr, batch_size,
+                                      T // batch_size, layer_norm, init, np.random.default_rng([seed, 2, dj]),
+                                      adam=steps)
+            replayed = _full_memory_miss(replayed, capacity, progress[j], n_grid, margins[j], w0[j], lab, counts,
+                                         dj, M, lr, batch_size, T // batch_size, layer_norm, init,
+                                         np.random.default_rng([seed, 3, dj]), adam=steps)
             miss = np.where(counts > 0, replayed, miss)
         means[j] = miss @ p
         variances[j] = (miss * (1 - miss)) @ p ** 2
@@ -334,7 +370,7 @@ def stored_margins(rule: str, lr: float, batch_size: int, T: int, d, *, N: int =
     check.budget("T, batch_size, grid_points, d, N, M", nbytes=64.0 * D * K * M + schedule_bytes + 24.0 * grid_points,
                  work=(T // B) * (check.STEP_WORK + 40.0 * D * K * M),
                  formula="T / batch_size steps of (grid_points + N) tokens x M classes x len(d)")
-    n_grid, margins, noise, _ = _decoupled(rule, lr, B, T, d, N, M, alpha, bool(layer_norm), init, grid_points)
+    n_grid, margins, noise, _, _ = _decoupled(rule, lr, B, T, d, N, M, alpha, bool(layer_norm), init, grid_points)
     return n_grid, margins, noise
 
 
@@ -369,13 +405,19 @@ def _decoupled(rule, lr, B, T, d, N, M, alpha, layer_norm, init, grid_points):
         h -= scale[..., None] * dh
         res -= scale * dres
     margins = (h[..., 0] - h[..., 1])[:, :n_grid.size]
+    # how far each token's loss is minimised: the share of its own-class residual 1 - s gone since h = 0
+    r = 1.0 / np.sqrt((h ** 2).sum(-1) + res ** 2 + LAYER_NORM_EPS) if layer_norm else np.ones_like(res)
+    z = r[..., None] * h
+    s_own = 1.0 / np.exp(z - z[..., :1]).sum(-1)
+    progress = (1 - (1 - s_own) * M / (M - 1))[:, :n_grid.size]
     if adam:
         noise = lr ** 2 * (1 - KAPPA ** 2) * (phis ** 2).sum(0) / (M * d)
         schedule = (batch_norm2, phis)
     else:
         margins = np.broadcast_to(margins, (d.size, n_grid.size))
+        progress = np.broadcast_to(progress, (d.size, n_grid.size))
         noise, schedule = np.zeros(d.size), None
-    return n_grid, np.ascontiguousarray(margins), noise, schedule
+    return n_grid, np.ascontiguousarray(margins), noise, schedule, np.ascontiguousarray(progress)
 
 
 CELL_KEYS = ("rule", "d", "T", "batch_size", "lr", "layer_norm")
@@ -419,6 +461,36 @@ def grid_cells(runs):
     return cells.merge(lost, on=list(CELL_KEYS), how="left")
 
 
+def calibration_half(cells) -> np.ndarray:
+    r"""The calibration half of a grid of cells, fixed in advance (chapter 8): the cells whose step size and
+    batch size sit on the even squares of a checkerboard over :math:`\gamma \in \{0.1, 1, 10, 100\}`
+    and :math:`B \in \{16, 64, 256, 1024\}` (the sum of their indices is even). Every ``d``, ``T``,
+    optimiser and layer-norm setting is in both halves. The predictor's free constants (:data:`CAPACITY`,
+    :func:`model_error`) are fixed on this half; the other half is the validation.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        With columns ``lr`` (:math:`\gamma`) and ``batch_size``, values on those grids.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for the calibration half.
+    """
+    lrs, batches = (0.1, 1.0, 10.0, 100.0), (16, 64, 256, 1024)
+    if not isinstance(cells, pd.DataFrame) or not {"lr", "batch_size"} <= set(cells.columns):
+        raise TypeError("cells must be a pandas DataFrame with columns 'lr' and 'batch_size'")
+    lr = np.asarray(cells["lr"], dtype=np.float64)
+    batch = np.asarray(cells["batch_size"])
+    i = np.searchsorted(lrs, lr * (1 + 1e-9))
+    k = np.searchsorted(batches, batch)
+    if not (np.all(np.isclose(np.take(lrs, np.minimum(i - 1, 3)), lr)) and np.isin(batch, batches).all()):
+        raise ValueError("cells['lr'] and cells['batch_size'] must lie on the grids (0.1, 1, 10, 100) and "
+                         "(16, 64, 256, 1024)")
+    return (i - 1 + k) % 2 == 0
+
+
 def calibration(cells, *, level: float = 0.9, samples: int = 8, seed: int = 0, **data):
     r"""Predict every cell of a measured grid and compare: the calibration table of chapter 8.
 
@@ -431,7 +503,8 @@ def calibration(cells, *, level: float = 0.9, samples: int = 8, seed: int = 0, *
     samples, seed : int
         Passed to :func:`predict_error`.
     **data
-        ``N``, ``M``, ``alpha``, ``init`` of the grid (the defaults of :func:`predict_error` otherwise).
+        ``N``, ``M``, ``alpha``, ``init`` of the grid and ``capacity`` (the defaults of :func:`predict_error`
+        otherwise).
 
     Returns
     -------
@@ -484,66 +557,233 @@ def calibration_summary(table, by=None):
     return table.groupby(by).apply(summary, include_groups=False).reset_index()
 
 
+def model_error(table, by, *, level: float = 0.9):
+    r"""The predictor's relative systematic error per group, from a calibration table (chapter 8).
+
+    The band of :func:`predict_error` is for the spread over samples and embeddings only. A cell whose
+    prediction is off by a relative error :math:`\delta` of the model itself lies in the band widened to
+    :math:`\hat{\mathcal E} \pm z\sqrt{s^2 + \sigma^2\hat{\mathcal E}^2}` (``s`` the band's standard
+    deviation of the mean, :math:`s = (\text{high} - \hat{\mathcal E})/z`) once :math:`\sigma \ge \sigma_i`,
+
+    .. math::
+        \sigma_i = \frac{\sqrt{\max\bigl((\mathcal E_i - \hat{\mathcal E}_i)^2/z^2 - s_i^2,\ 0\bigr)}}
+        {\hat{\mathcal E}_i},
+
+    so the ``level`` quantile of :math:`\sigma_i` over a group's cells is the smallest :math:`\sigma` that puts
+    that fraction of them inside (split conformal calibration: estimate it on cells disjoint from those it
+    is validated on).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`calibration` (columns ``error``, ``predicted``, ``high`` and the ``by`` columns).
+    by : str or list of str
+        Columns that define the groups (e.g. ``["rule", "d"]``).
+    level : float
+        Coverage of the band the table was made with, and the quantile taken.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``by`` columns, ``sigma`` and ``cells`` (the group's number of cells).
+    """
+    level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    _check_table("table", table, ("error", "predicted", "high"))
+    by = [by] if isinstance(by, str) else list(by)
+    missing = set(by) - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)} of by")
+    z = float(special.ndtri(0.5 + level / 2))
+    s = (table["high"] - table["predicted"]) / z
+    excess = np.sqrt(np.maximum(((table["error"] - table["predicted"]) / z) ** 2 - s ** 2, 0))
+    predicted = table["predicted"]
+    # a cell predicted exactly 0 (every token seen and right) needs no sigma if measured inside, any otherwise
+    need = excess / predicted.where(predicted > 0, 1.0)
+    need = need.where(predicted > 0, np.where(excess > 0, np.inf, 0.0))
+    grouped = need.groupby([table[k] for k in by])
+    return pd.DataFrame({"sigma": grouped.quantile(level), "cells": grouped.size()}).reset_index()
+
+
+def with_model_error(table, sigma, *, level: float = 0.9):
+    r"""A calibration table with its bands widened by the model's systematic error (:func:`model_error`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`calibration`.
+    sigma : pandas.DataFrame
+        Output of :func:`model_error`: its columns other than ``sigma`` and ``cells`` are the groups, and
+        every group of ``table`` must be there.
+    level : float
+        Coverage of the band the table was made with.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``table`` with ``low``, ``high`` (:math:`\hat{\mathcal E} \pm z\sqrt{s^2 + \sigma^2\hat{\mathcal E}^2}`,
+        cut at 0 and 1), ``inside`` recomputed and the group's ``sigma``.
+    """
+    level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    _check_table("table", table, ("error", "predicted", "high"))
+    if not isinstance(sigma, pd.DataFrame) or "sigma" not in sigma.columns:
+        raise TypeError("sigma must be a pandas DataFrame with a column 'sigma' (the output of model_error)")
+    if not np.all(np.isfinite(sigma["sigma"].to_numpy(dtype=np.float64))) or (sigma["sigma"] < 0).any():
+        raise ValueError("sigma['sigma'] must be finite and >= 0")
+    by = [c for c in sigma.columns if c not in ("sigma", "cells")]
+    out = table.merge(sigma[by + ["sigma"]], on=by, how="left")
+    if out["sigma"].isna().any():
+        raise ValueError(f"sigma lacks groups of table: {out.loc[out['sigma'].isna(), by].drop_duplicates().values.tolist()}")
+    z = float(special.ndtri(0.5 + level / 2))
+    s = (out["high"] - out["predicted"]) / z
+    half = z * np.sqrt(s ** 2 + (out["sigma"] * out["predicted"]) ** 2)
+    out["low"] = np.clip(out["predicted"] - half, 0, 1)
+    out["high"] = np.clip(out["predicted"] + half, 0, 1)
+    out["inside"] = (out["error"] >= out["low"]) & (out["error"] <= out["high"])
+    return out
+
+
+def _check_table(name: str, table, columns) -> None:
+    """A calibration table: a non-empty DataFrame with ``columns``, finite, ``predicted >= 0``."""
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame (the output of calibration), got {type(table).__name__}")
+    missing = set(columns) - set(table.columns)
+    if missing:
+        raise ValueError(f"{name} lacks the columns {sorted(missing)}")
+    if table.empty:
+        raise ValueError(f"{name} has no cells")
+    values = table[list(columns)].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)) or (table["predicted"] < 0).any():
+        raise ValueError(f"{name}: {list(columns)} must be finite and 'predicted' >= 0")
+
+
 def _with_carrier(q: np.ndarray, variance: float, d: int, M: int) -> np.ndarray:
     """The weights ``q`` followed by ``M`` carrier associations (one per class) whose interference has
     the given variance per score: weight :math:`w` with :math:`w^2 (1 + (M-1)/d)/d` equal to it."""
     return np.concatenate([q, np.full(M, np.sqrt(variance * d / (1 + (M - 1) / d)))])
 
 
-def _replayed_miss(q, labels, counts, d: int, M: int, lr: float, B: int, S: int, layer_norm: bool, init: str, rng,
-                   *, adam=None, draws: int = REPLAY_DRAWS) -> np.ndarray:
-    r"""Miss probability of every token when its visits start from its interference (module notes, 4.).
+def _full_memory_miss(replayed, capacity: float, progress, n_grid, margins, w0: float, labels, counts, d: int,
+                      M: int, lr: float, B: int, S: int, layer_norm: bool, init: str, rng, *,
+                      adam=None) -> np.ndarray:
+    r"""The replay's per-token miss ``replayed`` (shape ``(samples, N)``) once the memory is full (module
+    notes, 6.): of the :math:`m = \min(\lfloor c\,d\rfloor, d - 2)` most seen tokens (``c`` =
+    ``capacity``, :func:`_fitted_share`) each is fitted to the extent :math:`\rho` that its loss is
+    minimised (``progress`` on ``n_grid``: the share of its own-class residual gone, 0 for an outer-product
+    sum, 1 at the fit), and keeps ``replayed`` in that proportion; the others' visits are replayed
+    (:func:`_replayed_miss`, the other arguments) in the outer-product memory of dimension
+    :math:`d - m_\rho`, :math:`m_\rho = \sum \rho` rounded, in which the fitted tokens' weights are multiplied
+    by :math:`1 + \rho\,(d/\sqrt{(d-m_\rho)(d-m_\rho-1)} - 1)` and the carriers' variances by
+    :math:`d/(d-m_\rho)`. Unchanged when no count draw sees more than ``m`` tokens."""
+    m = min(int(np.floor(capacity * d)), d - 2)
+    if m < 1 or not ((counts > 0).sum(1) > m).any():
+        return replayed
+    share = _fitted_share(counts, m) * np.clip(np.interp(counts, n_grid, progress), 0, 1)
+    fitted = int(np.rint(share.sum(1).mean()))
+    if fitted < 1:
+        return replayed
+    rest = d - fitted
+    scale = share * d / np.sqrt(rest * (rest - 1)) + (1 - share)
+    outside = _replayed_miss(n_grid, margins, w0, labels, counts, rest, M, lr, B, S, layer_norm, init, rng,
+                             adam=adam, weight_scale=scale, noise_scale=d / rest)
+    return share * replayed + (1 - share) * outside
 
-    ``q`` (shape ``(samples, N + M)``, the final weights and the carriers, classes ``labels``) sets the
-    interference :math:`\xi \sim \mathcal N(0, \mathrm{diag}(\sigma_k^2, \sigma_y^2))` of
-    :func:`assocmem.theory.interference.score_moments`; ``draws`` Gaussian draws per token and count draw
-    (``counts``, shape ``(samples, N)``), draw ``i`` at the ``(i + 1/2)/draws`` quantile of the squared norm
-    :math:`n_u \sim \chi^2_d/d` of the true class's output embedding, which scales the variances and the
-    token's own-class steps (the average over :math:`n_u` of the static model). Token ``x`` gets
-    :math:`\min(n_x, S)` steps of ``c`` copies (its ``n_x`` visits spread evenly over the ``S`` steps).
+
+def _fitted_share(counts, m: int) -> np.ndarray:
+    r"""Share of each token in the ``m`` places of a full memory (module notes, 6.): 1 for the tokens seen more
+    often than the ``m``-th most seen one, the places left split evenly among those tied with it (no
+    information but the counts), 0 below; every seen token has a place when at most ``m`` are seen.
+    ``counts`` has shape ``(samples, N)``; so has the result."""
+    ordered = -np.sort(-counts, axis=1)
+    boundary = ordered[:, m - 1:m]
+    above, tied = counts > boundary, counts == boundary
+    left = m - above.sum(1, keepdims=True)
+    share = np.where(above, 1.0, np.where(tied, left / np.maximum(tied.sum(1, keepdims=True), 1), 0.0))
+    return np.where((counts > 0).sum(1, keepdims=True) <= m, (counts > 0).astype(np.float64), share)
+
+
+def _replayed_miss(n_grid, margins, w0: float, labels, counts, d: int, M: int, lr: float, B: int, S: int,
+                   layer_norm: bool, init: str, rng, *, adam=None, weight_scale=None, noise_scale: float = 1.0,
+                   draws: int = REPLAY_DRAWS) -> np.ndarray:
+    r"""Miss probability of every token when its visits start from its interference (module notes, 4. and 5.).
+
+    ``margins`` (shape ``(len(n_grid),)``, the decoupled margin :math:`q(n)` on ``n_grid``), the count draws
+    ``counts`` (shape ``(samples, N)``) and the :math:`W_0` carrier's variance ``w0`` set the interference.
+    Every seen token's last visit comes at step :math:`L - 1 = \lfloor S\,U^{1/n_x} \rfloor` (the latest
+    of its :math:`n_x` visit times, each uniform over the pass; one draw per token and draw). The
+    interference it can correct is drawn from the moments of
+    :func:`assocmem.theory.interference.score_moments` for the weights the other tokens hold by then,
+    :math:`q(n_y L / S)`, plus the carrier; the interference built after it, from the growth
+    :math:`q(n_y) - q(n_y L/S)` of the others' weights, and (sign descent) the sign noise of the steps after
+    it are added at the end: nothing corrects them. ``draws`` Gaussian draws per token and count draw,
+    draw ``i`` at the ``(i + 1/2)/draws`` quantile of the squared norm :math:`n_u \sim \chi^2_d/d` of the
+    true class's output embedding, which scales the variances and the token's own-class steps. Token ``x``
+    gets :math:`\min(n_x, L)` steps of ``c`` copies (its visits spread evenly over the first ``L`` steps).
     SGD (``adam=None``): each moves ``h`` by :math:`-(\gamma c / B)\,\partial h`; a token leaves the replay
-    once no step it has left can change its argmax. Sign descent (``adam=(batch_norm2, phi)`` from
-    :func:`_decoupled`, shapes ``(S,)``): the step of the map at the visit's step ``t``, with the token's own
-    row in :math:`\nu_t`, after the sign noise of the steps since its last visit (variance
-    :math:`\gamma^2 (1-\kappa^2)\phi_t^2 / (M d)` per score and step); the noise after its last visit is
-    added at the end. Returns shape ``(samples, N)``: per token, the fraction
-    of draws whose own class is not strictly first."""
+    once no step it has left can change its argmax and its margin exceeds six standard deviations of what
+    is added at the end. Sign descent (``adam=(batch_norm2, phi)`` from :func:`_decoupled`, shapes
+    ``(S,)``): the step of the map at the visit's step ``t``, with the token's own row in :math:`\nu_t`,
+    after the sign noise of the steps since its last visit (variance
+    :math:`\gamma^2 (1-\kappa^2)\phi_t^2 / (M d)` per score and step). ``weight_scale`` (shape
+    ``(samples, N)``) multiplies the other tokens' weights and ``noise_scale`` the carrier's variance (the
+    full memory's outsiders, :func:`_full_memory_miss`). Returns shape ``(samples, N)``: per token, the
+    fraction of draws whose own class is not strictly first."""
     samples, N = counts.shape
     own = labels[:N]
     others = (own[:, None] + np.arange(1, M)[None, :]) % M
-    # The squared norm n_u of the true class's output embedding, chi^2_d / d, one stratum per draw: it scales
-    # the token's own-class steps, and the interference variances are quadratics in it (exact from 3 nodes).
     n_u = stats.gamma.ppf((np.arange(draws) + 0.5) / draws, d / 2, scale=2 / d)
-    var = np.empty((3, samples, N, M))
-    for node in range(3):
-        for k in range(samples):
-            _, var_true, var_wrong = interference.score_moments(q[k], labels, d, M, output_norm=float(node))
-            var[node, k, :, 0] = var_true[:N]
-            var[node, k, :, 1:] = np.take_along_axis(var_wrong[:N], others, 1)
-    a = (var[2] - 2 * var[1] + var[0]) / 2
-    b = var[1] - var[0] - a
-    nu_ = n_u[None, :, None, None]
-    sd = np.sqrt(np.maximum(a[:, None] * nu_ ** 2 + b[:, None] * nu_ + var[0][:, None], 0))
     seen = np.broadcast_to(counts[:, None, :] > 0, (samples, draws, N))
     k_idx, i_idx, x_idx = np.nonzero(seen)                  # one entry per (count draw, draw, seen token)
-    h = rng.standard_normal((k_idx.size, M)) * sd[k_idx, i_idx, x_idx]
-    res = np.full(k_idx.size, 1.0 if init == "random" else 0.0)
-    gain = np.ones((k_idx.size, M))
-    gain[:, 0] = n_u[i_idx]
     n = counts[k_idx, x_idx]
-    K = np.minimum(n, S)                                    # steps with copies of the token, c copies each
-    wrong = np.zeros(k_idx.size, dtype=bool)
-    live = np.arange(k_idx.size)
+    L = _last_visit_steps(n, S, rng)
+    # Interference moments on a grid of the fraction f = L / S of the pass done at the last visit, for the
+    # weights then (q(n_y f), with the W0 carrier), at the end (q(n_y)) and their covariance (by polarisation:
+    # the variances are diagonal quadratic forms in the weights); all quadratics in n_u (exact from 3 nodes),
+    # interpolated linearly in f.
+    fractions = np.unique(np.concatenate([np.geomspace(1.0 / S, 1.0, _FRACTION_POINTS), [1.0]]))
+    scale = 1.0 if weight_scale is None else weight_scale
+    final = np.interp(counts, n_grid, margins) * scale
+    early = np.stack([np.interp(counts * f, n_grid, margins) * scale for f in fractions])   # (F, samples, N)
+    carrier = np.broadcast_to(_with_carrier(np.zeros(0), w0 * noise_scale, d, M), early.shape[:2] + (M,))
+    tables = [_variance_table(np.concatenate([weights, scale * carrier], -1), labels, d, M, others)
+              for weights, scale in ((early, 1), (np.broadcast_to(final, early.shape), 1), (early + final, 2))]
+    f = L / S
+    pos = np.clip(np.searchsorted(fractions, f, side="right") - 1, 0, fractions.size - 1)
+    nxt = np.minimum(pos + 1, fractions.size - 1)
+    span = fractions[nxt] - fractions[pos]
+    frac = np.where(span > 0, (f - fractions[pos]) / np.where(span > 0, span, 1.0), 0.0)[:, None]
+    nu_ = n_u[i_idx][:, None]
+
+    def rows(table):
+        v = [(1 - frac) * table[node, pos, k_idx, x_idx] + frac * table[node, nxt, k_idx, x_idx] for node in range(3)]
+        a = (v[2] - 2 * v[1] + v[0]) / 2
+        return a * nu_ ** 2 + (v[1] - v[0] - a) * nu_ + v[0]
+
+    var_last, var_end, var_sum = (np.maximum(rows(t), 0) for t in tables)
+    cov = (var_sum - var_last - var_end) / 2
+    # At the end: xi(S) = beta xi(L) + eps, so the replay's start xi(L) gets (beta - 1) xi(L) + eps added
+    beta = np.where(var_last > 0, cov / np.where(var_last > 0, var_last, 1.0), 0.0)
+    end_var = np.maximum(var_end - beta * cov, 0)
+    h = rng.standard_normal((k_idx.size, M)) * np.sqrt(var_last)
+    end_shift = (beta - 1) * h
     if adam is not None:
         batch_norm2, phi = adam
         cumulative = np.concatenate([[0.0], np.cumsum(lr ** 2 * (1 - KAPPA ** 2) * phi ** 2 / (M * d))])
+        end_var = end_var + (cumulative[S] - cumulative[L - 1])[:, None]
         last = np.zeros(k_idx.size, dtype=np.int64)         # noise up to this step is already added
+    late = end_shift ** 2 + end_var
+    safe2 = 36.0 * (late[:, 0] + late[:, 1:].max(-1))      # margin^2 the end's additions cannot undo
+    res = np.full(k_idx.size, 1.0 if init == "random" else 0.0)
+    gain = np.ones((k_idx.size, M))
+    gain[:, 0] = n_u[i_idx]
+    K = np.minimum(n, L)                                    # steps with copies of the token, c copies each
+    wrong = np.zeros(k_idx.size, dtype=bool)
+    live = np.arange(k_idx.size)
     for v in range(int(K.max(initial=0))):
-        nv, Kv = n[live], K[live]
+        nv, Kv, Lv = n[live], K[live], L[live]
         c = (v + 1) * nv // Kv - v * nv // Kv
         hv, rv = h[live], res[live]
         if adam is not None:                                # the sign noise since the last visit, then the step
-            t = np.where(nv >= S, v, ((v + 1) * S + nv - 1) // nv - 1)
+            t = np.where(nv >= Lv, v, ((v + 1) * Lv + nv - 1) // nv - 1)
             hv += np.sqrt(cumulative[t] - cumulative[last[live]])[:, None] * rng.standard_normal(hv.shape)
             last[live] = t
         dh, dres = _gradient(hv, rv, layer_norm)
@@ -556,13 +796,14 @@ def _replayed_miss(q, labels, counts, d: int, M: int, lr: float, B: int, S: int,
         rv -= scale * dres
         done = Kv <= v + 1
         if adam is None:                                    # no step left can change the argmax
-            risky = hv[:, 1:].max(-1) >= hv[:, 0]
+            gap = hv[:, 0] - hv[:, 1:].max(-1)
+            risky = (gap <= 0) | (gap ** 2 <= safe2[live])
             if layer_norm:
                 risky |= _stretch(hv, rv, (lr / B) * -(-nv // Kv)) <= 0
             done |= ~risky
-        else:                                               # the noise after the last visit
-            hv[done] += (np.sqrt(cumulative[S] - cumulative[t[done]])[:, None]
-                         * rng.standard_normal((int(done.sum()), M)))
+        # what nothing corrects: the interference built after the last visit, and its sign noise
+        ended = live[done]
+        hv[done] += end_shift[ended] + np.sqrt(end_var[ended]) * rng.standard_normal((ended.size, M))
         h[live], res[live] = hv, rv
         wrong[live[done]] = hv[done, 1:].max(-1) >= hv[done, 0]
         live = live[~done]
@@ -571,6 +812,33 @@ def _replayed_miss(q, labels, counts, d: int, M: int, lr: float, B: int, S: int,
     miss = np.zeros((samples, draws, N))
     miss[k_idx, i_idx, x_idx] = wrong
     return miss.mean(1)
+
+
+def _last_visit_steps(n, S: int, rng) -> np.ndarray:
+    r"""Steps up to and including the last visit of tokens seen ``n`` times (each ``>= 1``) in a pass of ``S``
+    steps: the latest of ``n`` visit times uniform over the pass, :math:`\max_i U_i \overset{d}{=} U^{1/n}`,
+    at step :math:`\lfloor S\,U^{1/n}\rfloor`; returns :math:`L = \lfloor S\,U^{1/n}\rfloor + 1` in
+    ``[1, S]``, one draw of ``rng`` per entry. (Positions in one pass are drawn without replacement; the
+    continuous law is exact for one visit and within :math:`O(n/T)` otherwise.)"""
+    return np.minimum(np.floor(S * rng.uniform(size=n.size) ** (1.0 / n)).astype(np.int64) + 1, S)
+
+
+def _variance_table(weights, labels, d: int, M: int, others) -> np.ndarray:
+    r"""Score variances of every token for each weight vector of ``weights`` (shape ``(F, samples, N + M)``,
+    the tokens then ``M`` carriers, classes ``labels``) at the output norms :math:`n_u \in \{0, 1, 2\}`:
+    shape ``(3, F, samples, N, M)``, the own class first, then the classes ``others`` (shape ``(N, M-1)``),
+    from :func:`assocmem.theory.interference.score_moments`."""
+    F, samples, _ = weights.shape
+    N = others.shape[0]
+    table = np.empty((3, F, samples, N, M))
+    for node in range(3):
+        for g in range(F):
+            for k in range(samples):
+                _, var_true, var_wrong = interference.score_moments(weights[g, k], labels, d, M,
+                                                                    output_norm=float(node))
+                table[node, g, k, :, 0] = var_true[:N]
+                table[node, g, k, :, 1:] = np.take_along_axis(var_wrong[:N], others, 1)
+    return table
 
 
 def _stretch(h, res, step):

@@ -2,10 +2,12 @@
 
     python data/predictor/build.py            # runs.csv and cells.csv from raw/ (this grid)
     python data/predictor/build.py --grid14   # also the tables of the paper's full grid (issue 14)
+    python data/predictor/build.py --grid14 --keep-cells   # only those, cells.csv as it is (run both at once)
 
 ``runs.csv``: one row per training run. ``cells.csv``: one row per cell (optimiser, d, T, B, gamma, layer
 norm) with the measured mean error over its seeds and the prediction of
-``assocmem.theory.predictor.predict_error`` (``samples=8``, ``seed=0``), its 90 % band for that mean,
+``assocmem.theory.predictor.predict_error`` (``samples=8``, ``seed=0``; ``--grid14-samples`` for the full
+grid's cells, recorded in their ``samples`` column), its 90 % band for that mean,
 whether the measurement lies inside and the ratio measured / predicted. Cells already in ``cells.csv``
 with the same number of runs keep their prediction (``--fresh`` recomputes every one).
 
@@ -28,8 +30,9 @@ COLUMNS = ["optimizer", "d", "T", "batch_size", "lr", "layer_norm", "seed", "err
 KEYS = list(predictor.CELL_KEYS)
 
 
-def calibrate(cells: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
-    """Predictions for ``cells``, reusing those of ``previous`` for cells with the same key and runs."""
+def calibrate(cells: pd.DataFrame, previous: pd.DataFrame | None, samples: int = 8) -> pd.DataFrame:
+    """Predictions for ``cells`` (``samples`` count draws), reusing those of ``previous`` for cells with the
+    same key and runs."""
     start = time.perf_counter()
     if previous is not None:
         kept = cells.merge(previous.drop(columns=["error", "error_sd", "diverged"]), on=KEYS + ["trials"])
@@ -37,7 +40,7 @@ def calibrate(cells: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFram
         todo = todo.drop(columns="_merge")
     else:
         kept, todo = None, cells
-    fresh = predictor.calibration(todo, samples=8, seed=0) if len(todo) else None
+    fresh = predictor.calibration(todo, samples=samples, seed=0) if len(todo) else None
     table = pd.concat([t for t in (kept, fresh) if t is not None], ignore_index=True)
     table = table.sort_values(KEYS, ignore_index=True)
     print(f"{len(todo)} of {len(table)} cells predicted in {time.perf_counter() - start:.0f} s;",
@@ -49,13 +52,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid14", action="store_true", help="also the tables of the paper's full grid")
     parser.add_argument("--fresh", action="store_true", help="recompute every prediction")
+    parser.add_argument("--keep-cells", action="store_true", help="leave runs.csv and cells.csv as they are")
+    parser.add_argument("--grid14-samples", type=int, default=8, help="count draws for the full grid's cells")
     args = parser.parse_args()
-    raw = pd.concat([pd.read_csv(path) for path in sorted((HERE / "raw").glob("*.csv"))], ignore_index=True)
-    runs = raw[COLUMNS].sort_values(COLUMNS[:7], ignore_index=True)
-    runs.to_csv(HERE / "runs.csv", index=False)
-    previous = None if args.fresh or not (HERE / "cells.csv").exists() else pd.read_csv(HERE / "cells.csv")
-    cells = calibrate(predictor.grid_cells(runs), previous)
-    cells.to_csv(HERE / "cells.csv", index=False)
+    if args.keep_cells:
+        cells = pd.read_csv(HERE / "cells.csv")
+    else:
+        raw = pd.concat([pd.read_csv(path) for path in sorted((HERE / "raw").glob("*.csv"))], ignore_index=True)
+        runs = raw[COLUMNS].sort_values(COLUMNS[:7], ignore_index=True)
+        runs.to_csv(HERE / "runs.csv", index=False)
+        previous = None if args.fresh or not (HERE / "cells.csv").exists() else pd.read_csv(HERE / "cells.csv")
+        cells = calibrate(predictor.grid_cells(runs), previous)
+        cells.to_csv(HERE / "cells.csv", index=False)
     if args.grid14:
         other = predictor.grid_cells(training.load_grid())
         both = other.merge(cells[KEYS + ["error", "trials"]], on=KEYS, suffixes=("", "_here"))
@@ -63,7 +71,7 @@ def main() -> None:
         new = other.merge(cells[KEYS], on=KEYS, how="left", indicator=True).query("_merge == 'left_only'")
         path = HERE / "cells_grid14.csv"
         previous = pd.read_csv(path) if path.exists() and not args.fresh else None
-        calibrate(new.drop(columns="_merge"), previous).to_csv(path, index=False)
+        calibrate(new.drop(columns="_merge"), previous, args.grid14_samples).to_csv(path, index=False)
 
 
 if __name__ == "__main__":
