@@ -188,24 +188,31 @@ def test_the_initial_activation_geometry_recomputes():
     assert list(rows.m) == list(committed.m)
 
 
-CONVERGED = DATA / "loss_floor_converged.csv"
+# (runs trained to the patience rule, the committed runs with the same settings but a 2000-step cap)
+LONG_RUNS = [("loss_floor_converged.csv", "loss_floor.csv"), ("loss_floor_depth_converged.csv", "loss_floor_depth.csv")]
 
 
-@pytest.mark.skipif(not CONVERGED.exists(), reason="no converged loss-floor runs committed")
-def test_converged_loss_floor_runs_extend_the_committed_short_runs():
-    long = pd.read_csv(CONVERGED)
-    short = pd.read_csv(DATA / "loss_floor.csv")
+@pytest.mark.parametrize("long_name, short_name", LONG_RUNS)
+def test_converged_loss_floor_runs_extend_the_committed_short_runs(long_name, short_name):
+    if not (DATA / long_name).exists():
+        pytest.skip(f"{long_name} not committed")
+    long = pd.read_csv(DATA / long_name)
+    short = pd.read_csv(DATA / short_name)
     columns = ["train_loss_all", "val_loss_filled", "energy_in", "energy_out", "global_energy"]
-    for (corpus, seed), run in long.groupby(["corpus", "seed"]):
-        # the same settings but the cap: the first 2000 steps are the same computation, on the same machine
-        prefix = run[run.step <= short.steps.max()].reset_index(drop=True)
-        committed = short[(short.corpus == corpus) & (short.seed == seed)].reset_index(drop=True)
-        assert list(prefix[["step", "layer"]].itertuples(index=False)) == \
-            list(committed[["step", "layer"]].itertuples(index=False))
-        np.testing.assert_allclose(prefix[columns], committed[columns], rtol=1e-6)
+    runs = ["corpus", "n_layers", "seed"]
+    matched = 0
+    for key, run in long.groupby(runs):
+        committed = short[(short[runs] == pd.Series(key, index=runs)).all(axis=1)].reset_index(drop=True)
+        if len(committed):  # the same settings but the cap: the first 2000 steps are the same computation
+            matched += 1
+            prefix = run[run.step <= short.steps.max()].reset_index(drop=True)
+            assert list(prefix[["step", "layer"]].itertuples(index=False)) == \
+                list(committed[["step", "layer"]].itertuples(index=False))
+            np.testing.assert_allclose(prefix[columns], committed[columns], rtol=1e-6)
         # each run ends by the patience rule on the validation loss, or at the cap
         curve = run[run.layer == 1]
         best = curve.step.iloc[int(np.argmin(curve.val_loss_filled.to_numpy()))]
         last = curve.step.max()
         assert last - best == run.patience.iloc[0] or (last == run.steps.iloc[0] and last - best < run.patience.iloc[0])
         assert np.isfinite(run[columns]).all().all()  # nothing diverged
+    assert matched == short.groupby(runs).ngroups  # every short run has its long run
