@@ -190,6 +190,12 @@ def _calibration():
     return calibration(_grid_cells(), samples=2, N=N, M=M)
 
 
+def _model_error():
+    from assocmem.theory.predictor import model_error
+
+    return model_error(_calibration(), "d")
+
+
 # Small valid values by parameter name; a list holds alternatives (a name with several meanings), tried
 # in turn until the baseline call succeeds. Size-like names override a parameter's default too
 # (``SMALL``), so that every call stays cheap.
@@ -286,6 +292,9 @@ BASELINES = {
     "assocmem.theory.predictor.grid_cells": {"runs": _grid_runs},
     "assocmem.theory.predictor.calibration": {"cells": _grid_cells, "samples": 2},
     "assocmem.theory.predictor.calibration_summary": {"table": _calibration},
+    "assocmem.theory.predictor.calibration_half": {"cells": _grid_cells},   # its lr, B on the grid's values
+    "assocmem.theory.predictor.model_error": {"table": _calibration, "by": "d"},
+    "assocmem.theory.predictor.with_model_error": {"table": _calibration, "sigma": lambda: _model_error()},
     "assocmem.transformer.balanced_sizes": {"table": _balance_table},
     "assocmem.transformer.balance_exponent": {"table": _balance_grid},
     "assocmem.transformer.flag_diverged": {"table": _balance_table},

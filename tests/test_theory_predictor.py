@@ -378,6 +378,9 @@ def test_model_error_refuses_bad_tables():
         P.model_error(table, "rule", level=1.5)
     with pytest.raises(ValueError, match="groups"):
         P.with_model_error(table, P.model_error(table[table["rule"] == "sgd"], "rule"))
+    for by in (None, 3, [], ["rule", 3]):   # fuzz findings (issue 13): list(None) was an unnamed TypeError
+        with pytest.raises(TypeError, match=r"\bby\b"):
+            P.model_error(table, by)
 
 
 def test_tables_refuse_what_is_not_a_table_by_name():

@@ -589,7 +589,9 @@ def model_error(table, by, *, level: float = 0.9):
     """
     level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
     _check_table("table", table, ("error", "predicted", "high"))
-    by = [by] if isinstance(by, str) else list(by)
+    by = [by] if isinstance(by, str) else by
+    if not isinstance(by, (list, tuple)) or not by or not all(isinstance(k, str) for k in by):
+        raise TypeError(f"by must be a column name or a non-empty list of column names, got {by!r}")
     missing = set(by) - set(table.columns)
     if missing:
         raise ValueError(f"table lacks the columns {sorted(missing)} of by")
