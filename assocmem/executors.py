@@ -33,12 +33,13 @@ import torch
 
 from . import _validate as check
 
-__all__ = ["EXECUTORS", "compute_point", "SerialExecutor", "ProcessExecutor", "DaskExecutor",
+__all__ = ["EXECUTORS", "MAX_THREADS", "compute_point", "SerialExecutor", "ProcessExecutor", "DaskExecutor",
            "make_executor"]
 
 EXECUTORS = ("serial", "processes", "dask")
 _POLL_S = 0.5  # how often a worker checks that its parent is alive
-MAX_THREADS = 1024  # torch threads per point: beyond any machine's cores (torch itself overflows at 2**31)
+#: Most torch threads one point may ask for: beyond any machine's cores (torch itself overflows at 2**31).
+MAX_THREADS = 1024
 
 
 def compute_point(name: str, module: str, config: Mapping, *, threads: int = 1) -> list[dict]:
