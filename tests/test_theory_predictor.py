@@ -265,16 +265,38 @@ def _committed(name: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _rerun(row, seed):
+    _, run = training.simulate(d=int(row["d"]), T=int(row["T"]), batch_size=int(row["batch_size"]),
+                               lrs=(float(row["lr"]),), seeds=(int(seed),), layer_norms=(bool(row["layer_norm"]),),
+                               optimizer=row["optimizer"], init="random")
+    return float(run.errors[0, -1])
+
+
+def _chaotic(runs):
+    """Runs that rounding can send elsewhere: sign descent (a coordinate whose gradient is near 0 steps by
+    the full +-lr either way) and SGD at gamma = 100. Measured on the second CPU path (AVX2) over all 3,840
+    cheap rows: 143 runs moved by more than 2e-3 (up to 0.61), every one of them in these."""
+    return (runs["optimizer"] == "sign") | (runs["lr"] >= 100)
+
+
 def test_a_random_sample_of_the_committed_training_runs_recomputes():
+    """Contracting runs (SGD, gamma <= 10) one by one to 2e-3 (0 of 1,440 cheap rows beyond it on either CPU
+    path); chaotic runs as a whole cell, its mean over the seeds against the committed one by Welch's z
+    (measured |z| <= 1.5 over the 240 chaotic cells; a table from other settings moves it far beyond 4)."""
     runs = _committed("runs.csv")
     cheap = runs[(runs["d"] <= 50) & (runs["T"] <= 10240)]
     rng = np.random.default_rng()
-    for _, row in cheap.iloc[rng.choice(len(cheap), size=4, replace=False)].iterrows():
-        _, run = training.simulate(d=int(row["d"]), T=int(row["T"]), batch_size=int(row["batch_size"]),
-                                   lrs=(float(row["lr"]),), seeds=(int(row["seed"]),),
-                                   layer_norms=(bool(row["layer_norm"]),), optimizer=row["optimizer"],
-                                   init="random")
-        assert run.errors[0, -1] == pytest.approx(row["error"], abs=2e-3), row.to_dict()
+    stable = cheap[~_chaotic(cheap)]
+    for _, row in stable.iloc[rng.choice(len(stable), size=4, replace=False)].iterrows():
+        assert _rerun(row, row["seed"]) == pytest.approx(row["error"], abs=2e-3), row.to_dict()
+    keys = ["optimizer", "d", "T", "batch_size", "lr", "layer_norm"]
+    cells = [cell for _, cell in cheap[_chaotic(cheap)].groupby(keys)]
+    for i in rng.choice(len(cells), size=2, replace=False):
+        cell = cells[i]
+        got = np.array([_rerun(cell.iloc[0], seed) for seed in cell["seed"]])
+        ref = cell["error"].to_numpy()
+        se = np.sqrt((ref.var(ddof=1) + got.var(ddof=1)) / len(ref))
+        assert abs(got.mean() - ref.mean()) <= 4 * se + 1e-6, (cell.iloc[0][keys].to_dict(), ref, got)
 
 
 def test_a_random_sample_of_the_committed_predictions_recomputes():
