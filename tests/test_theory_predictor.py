@@ -433,9 +433,9 @@ def test_full_memory_moments_are_those_of_the_minimum_norm_fit():
         e_j, e_y = rng.normal(size=(2, d)) / np.sqrt(d)
         gram_inv = np.linalg.inv(E.T @ E)
         fit[t] = s @ gram_inv @ (E.T @ e_j)
-        project = lambda v: v - E @ (gram_inv @ (E.T @ v))   # noqa: E731  (off the fitted span)
-        own[t] = project(e_j) @ e_j
-        overlap[t] = project(e_y) @ project(e_j)
+        off_j, off_y = np.stack([e_j, e_y]) - (E @ (gram_inv @ (E.T @ np.stack([e_j, e_y]).T))).T  # off the fitted span
+        own[t] = off_j @ e_j
+        overlap[t] = off_y @ off_j
     # sds of the Monte Carlo means: var(fit) has kurtosis well above 3 here; 5 % is about 4 of its sds
     assert fit.var() == pytest.approx((s ** 2).sum() / (d - m - 1), rel=0.05)
     assert own.mean() == pytest.approx((d - m) / d, rel=0.01)

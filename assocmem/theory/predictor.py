@@ -278,8 +278,8 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
     w0 = np.zeros(d.size) if init == "zero" else 1.0 / d
     noise, schedule = w0, None
     if rule in OPTIMIZERS:
-        n_grid, margins, extra, schedule, progress = _decoupled(rule, lr, batch_size, T, d.astype(np.float64), N, M, alpha,
-                                                      layer_norm, init, _GRID_POINTS)
+        n_grid, margins, extra, schedule, progress = _decoupled(rule, lr, batch_size, T, d.astype(np.float64), N, M,
+                                                                alpha, layer_norm, init, _GRID_POINTS)
         noise = w0 + extra
         weights = np.stack([np.stack([np.interp(c, n_grid, margins[j]) for c in counts]) for j in range(d.size)])
     else:
@@ -634,7 +634,8 @@ def with_model_error(table, sigma, *, level: float = 0.9):
     by = [c for c in sigma.columns if c not in ("sigma", "cells")]
     out = table.merge(sigma[by + ["sigma"]], on=by, how="left")
     if out["sigma"].isna().any():
-        raise ValueError(f"sigma lacks groups of table: {out.loc[out['sigma'].isna(), by].drop_duplicates().values.tolist()}")
+        lacking = out.loc[out["sigma"].isna(), by].drop_duplicates().values.tolist()
+        raise ValueError(f"sigma lacks groups of table: {lacking}")
     z = float(special.ndtri(0.5 + level / 2))
     s = (out["high"] - out["predicted"]) / z
     half = z * np.sqrt(s ** 2 + (out["sigma"] * out["predicted"]) ** 2)

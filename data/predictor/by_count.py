@@ -40,8 +40,8 @@ def misses(rule, d, T, B, gamma):
     _, run = training.simulate(d=d, T=T, batch_size=B, lrs=(lr,), seeds=SEEDS, optimizer=optimizer, init="random")
     wrong = (run.scores.double().numpy().argmax(1) != labels[None]).astype(float)
     counts = np.stack([zipf.token_counts(zipf.sample_tokens(N, ALPHA, T, s)[None], N)[0] for s in SEEDS])
-    n_grid, margins, extra, schedule, progress = P._decoupled(rule, gamma, B, T, np.array([float(d)]), N, M, ALPHA, False,
-                                                    "random", P._GRID_POINTS)
+    n_grid, margins, extra, schedule, progress = P._decoupled(rule, gamma, B, T, np.array([float(d)]), N, M, ALPHA,
+                                                              False, "random", P._GRID_POINTS)
     q = np.stack([np.interp(c, n_grid, margins[0]) for c in counts])
     static = np.stack([interference.token_error_probability(P._with_carrier(qk, 1 / d + extra[0], d, M),
                                                             lab, d, M)[:N] for qk in q])
