@@ -394,7 +394,7 @@ def test_model_error_is_the_smallest_sigma_that_covers_the_level():
 
 def test_model_error_refuses_bad_tables():
     table = _toy_table()
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match=r"table lacks the column.*'high'"):
         P.model_error(table.drop(columns="high"), "rule")
     with pytest.raises(ValueError, match="level"):
         P.model_error(table, "rule", level=1.5)

@@ -647,11 +647,7 @@ def with_model_error(table, sigma, *, level: float = 0.9):
 
 def _check_table(name: str, table, columns) -> None:
     """A calibration table: a non-empty DataFrame with ``columns``, finite, ``predicted >= 0``."""
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame (the output of calibration), got {type(table).__name__}")
-    missing = set(columns) - set(table.columns)
-    if missing:
-        raise ValueError(f"{name} lacks the columns {sorted(missing)}")
+    check.table(name, table, columns)
     if table.empty:
         raise ValueError(f"{name} has no cells")
     values = table[list(columns)].to_numpy(dtype=np.float64)
