@@ -700,10 +700,7 @@ def balanced_sizes(table, *, sigma2: float = 0.04, gap: str = "gap_paper", inter
     import pandas as pd
 
     check.choice("gap", gap, {"gap_paper", "gap_book"})
-    table = check.table("table", table)
-    missing = {"d_emb", "seed", "N", "D", gap} - set(table.columns)
-    if missing:
-        raise ValueError(f"table lacks the columns {sorted(missing)}")
+    table = check.table("table", table, ("d_emb", "seed", "N", "D", gap))
     table = flag_diverged(table)
     rows = []
     for (d, seed), group in table.groupby(["d_emb", "seed"], sort=True):
@@ -788,12 +785,7 @@ def balance_exponent(table, *, gap: str = "gap_paper", sigma2: float = 0.04, int
     -------
     BalanceFit
     """
-    import pandas as pd
-
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas.DataFrame, got {type(table).__name__}")
-    if "converged" not in table.columns:
-        raise ValueError("table lacks the column 'converged'")
+    table = check.table("table", table, ("converged",))
     stars = balanced_sizes(table, sigma2=sigma2, gap=gap, interpolate=interpolate)
     D_star = stars.pivot(index="seed", columns="d_emb", values="D_star")
     widths = [int(d) for d, rows in stars.groupby("d_emb") if rows.D_star.notna().all()]

@@ -277,7 +277,7 @@ def test_balanced_sizes_applies_the_rule_per_model():
     assert paper.D_star.iloc[0] == 2000 and np.isnan(paper.D_star.iloc[1])
     book = tf.balanced_sizes(table, gap="gap_book")
     assert list(book.D_star) == [4000, 4000] and list(book.N) == [100, 400] and list(book.sizes) == [3, 3]
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match=r"table lacks the column.*'D'"):
         tf.balanced_sizes(table.drop(columns="D"))
     with pytest.raises(ValueError, match="gap"):
         tf.balanced_sizes(table, gap="gap")
