@@ -56,9 +56,11 @@ Three pieces of the book, composed:
    noise before it.
 5. **The last visit** (``_last_visit_steps``). A token seen :math:`n_x` times in one pass has its last
    visit at the latest of :math:`n_x` uniform times, step :math:`\lfloor S\,U^{1/n_x}\rfloor`, not at the
-   pass's end. Its visits correct the interference :math:`\xi(L)` of the weights the others hold then,
-   :math:`q(n_y L/S)`; what comes after is added at the end and nothing corrects it: the sign noise of the
-   remaining steps and the interference of the others' growth, :math:`\xi(S) = \beta\,\xi(L) + \varepsilon`
+   pass's end. Its visits correct the interference :math:`\xi(L)` of the weights the others hold when the
+   gradient of that step is taken, before the step, :math:`q(n_y (L-1)/S)`; what comes after is added at the
+   end and nothing corrects it: the sign noise of the remaining steps and the interference of the others'
+   growth from that step on (the batch's own updates included: they are simultaneous),
+   :math:`\xi(S) = \beta\,\xi(L) + \varepsilon`
    with :math:`\beta = \mathrm{Cov}(\xi(S), \xi(L))/\mathrm{Var}\,\xi(L)` and
    :math:`\mathrm{Var}\,\varepsilon = \mathrm{Var}\,\xi(S) - \beta\,\mathrm{Cov}` (the variances are diagonal
    quadratic forms in the weights, so the covariance follows by polarisation). A token leaves the SGD
@@ -78,8 +80,12 @@ Three pieces of the book, composed:
    :math:`d/(d-m)`; the outsiders' visits are replayed in it. Which tokens are fitted, and how many, the
    derivation does not say: the :math:`m = \min(\lfloor c\,d \rfloor, d - 2)` most often seen (ties share
    the places left), with one constant ``c`` (:data:`CAPACITY`) fixed on the calibration half of
-   chapter 8's grid only (:func:`calibration_half`, ``data/predictor/calibrate_capacity.py``). When at most
-   ``m`` tokens are seen (large ``d``) the term vanishes.
+   chapter 8's grid only (:func:`calibration_half`, ``data/predictor/calibrate_capacity.py``). A token is
+   fitted to the extent :math:`\rho` that the decoupled map has minimised its loss: the share of its
+   own-class residual :math:`1 - s` gone, out of the share that can go (all of it without layer norm; with
+   it the scores :math:`r h` lie in the unit ball and :math:`s` stops at
+   :math:`s^\star = 1/(1 + (M-1)\,e^{-\sqrt{M/(M-1)}})`). When at most ``m`` tokens are seen (large ``d``)
+   the term vanishes.
 
 The counts are drawn ``samples`` times (seeded); each draw gives an expected error :math:`\bar{\mathcal E}_k`
 and, since tokens are recalled independently given the weights, an embedding variance
@@ -113,7 +119,7 @@ from . import interference
 
 __all__ = ["RULES", "OPTIMIZERS", "SCHEMES", "CELL_KEYS", "Prediction", "predict_error", "stored_margins",
            "grid_cells", "calibration", "calibration_half", "calibration_summary", "model_error", "with_model_error",
-           "CAPACITY"]
+           "CAPACITY", "best_own_share"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEMES = finite_sample.SCHEMES
@@ -405,11 +411,12 @@ def _decoupled(rule, lr, B, T, d, N, M, alpha, layer_norm, init, grid_points):
         h -= scale[..., None] * dh
         res -= scale * dres
     margins = (h[..., 0] - h[..., 1])[:, :n_grid.size]
-    # how far each token's loss is minimised: the share of its own-class residual 1 - s gone since h = 0
+    # how far each token's loss is minimised: the share of its own-class residual 1 - s gone since h = 0, out of
+    # the share that can go (all of it without layer norm; with it the scores are bounded)
     r = 1.0 / np.sqrt((h ** 2).sum(-1) + res ** 2 + LAYER_NORM_EPS) if layer_norm else np.ones_like(res)
     z = r[..., None] * h
     s_own = 1.0 / np.exp(z - z[..., :1]).sum(-1)
-    progress = (1 - (1 - s_own) * M / (M - 1))[:, :n_grid.size]
+    progress = (_residual_gone(s_own, M) / _residual_gone(best_own_share(M, layer_norm), M))[:, :n_grid.size]
     if adam:
         noise = lr ** 2 * (1 - KAPPA ** 2) * (phis ** 2).sum(0) / (M * d)
         schedule = (batch_norm2, phis)
@@ -569,9 +576,11 @@ def model_error(table, by, *, level: float = 0.9):
         \sigma_i = \frac{\sqrt{\max\bigl((\mathcal E_i - \hat{\mathcal E}_i)^2/z^2 - s_i^2,\ 0\bigr)}}
         {\hat{\mathcal E}_i},
 
-    so the ``level`` quantile of :math:`\sigma_i` over a group's cells is the smallest :math:`\sigma` that puts
-    that fraction of them inside (split conformal calibration: estimate it on cells disjoint from those it
-    is validated on).
+    so the :math:`k`-th smallest of a group's :math:`n` values :math:`\sigma_i`, :math:`k = \lceil (n+1)\,
+    \text{level}\rceil`, is the finite-sample quantile of split conformal calibration: estimated on cells
+    disjoint from those it is validated on, it puts a new cell exchangeable with them inside with probability
+    at least ``level``. A group of fewer than :math:`\text{level}/(1-\text{level})` cells (9 at 0.9) cannot
+    give that guarantee; it gets its largest :math:`\sigma_i`.
 
     Parameters
     ----------
@@ -580,7 +589,7 @@ def model_error(table, by, *, level: float = 0.9):
     by : str or list of str
         Columns that define the groups (e.g. ``["rule", "d"]``).
     level : float
-        Coverage of the band the table was made with, and the quantile taken.
+        Coverage of the band the table was made with, and the coverage the widened band is calibrated for.
 
     Returns
     -------
@@ -603,7 +612,11 @@ def model_error(table, by, *, level: float = 0.9):
     need = excess / predicted.where(predicted > 0, 1.0)
     need = need.where(predicted > 0, np.where(excess > 0, np.inf, 0.0))
     grouped = need.groupby([table[k] for k in by])
-    return pd.DataFrame({"sigma": grouped.quantile(level), "cells": grouped.size()}).reset_index()
+
+    def conformal(values):
+        rank = min(int(np.ceil((values.size + 1) * level)), values.size)   # the k-th smallest, k >= 1
+        return np.sort(values.to_numpy())[rank - 1]
+    return pd.DataFrame({"sigma": grouped.apply(conformal), "cells": grouped.size()}).reset_index()
 
 
 def with_model_error(table, sigma, *, level: float = 0.9):
@@ -667,9 +680,10 @@ def _full_memory_miss(replayed, capacity: float, progress, n_grid, margins, w0: 
     r"""The replay's per-token miss ``replayed`` (shape ``(samples, N)``) once the memory is full (module
     notes, 6.): of the :math:`m = \min(\lfloor c\,d\rfloor, d - 2)` most seen tokens (``c`` =
     ``capacity``, :func:`_fitted_share`) each is fitted to the extent :math:`\rho` that its loss is
-    minimised (``progress`` on ``n_grid``: the share of its own-class residual gone, 0 for an outer-product
-    sum, 1 at the fit), and keeps ``replayed`` in that proportion; the others' visits are replayed
-    (:func:`_replayed_miss`, the other arguments) in the outer-product memory of dimension
+    minimised (``progress`` on ``n_grid``: the share of its own-class residual gone, out of the share that can
+    go, :func:`best_own_share`; 0 for an outer-product sum, 1 at the fit), and keeps ``replayed`` in that
+    proportion; the others' visits are replayed (:func:`_replayed_miss`, the other arguments) in the
+    outer-product memory of dimension
     :math:`d - m_\rho`, :math:`m_\rho = \sum \rho` rounded, in which the fitted tokens' weights are multiplied
     by :math:`1 + \rho\,(d/\sqrt{(d-m_\rho)(d-m_\rho-1)} - 1)` and the carriers' variances by
     :math:`d/(d-m_\rho)`. Unchanged when no count draw sees more than ``m`` tokens."""
@@ -710,10 +724,11 @@ def _replayed_miss(n_grid, margins, w0: float, labels, counts, d: int, M: int, l
     Every seen token's last visit comes at step :math:`L - 1 = \lfloor S\,U^{1/n_x} \rfloor` (the latest
     of its :math:`n_x` visit times, each uniform over the pass; one draw per token and draw). The
     interference it can correct is drawn from the moments of
-    :func:`assocmem.theory.interference.score_moments` for the weights the other tokens hold by then,
-    :math:`q(n_y L / S)`, plus the carrier; the interference built after it, from the growth
-    :math:`q(n_y) - q(n_y L/S)` of the others' weights, and (sign descent) the sign noise of the steps after
-    it are added at the end: nothing corrects them. ``draws`` Gaussian draws per token and count draw,
+    :func:`assocmem.theory.interference.score_moments` for the weights the other tokens hold when the
+    gradient of step :math:`L - 1` is taken, :math:`q(n_y (L-1) / S)` (before that step's updates), plus the
+    carrier; the interference built from then on, from the growth :math:`q(n_y) - q(n_y (L-1)/S)` of the
+    others' weights, and (sign descent) the sign noise of step :math:`L - 1` and the steps after it are added
+    at the end: nothing corrects them. ``draws`` Gaussian draws per token and count draw,
     draw ``i`` at the ``(i + 1/2)/draws`` quantile of the squared norm :math:`n_u \sim \chi^2_d/d` of the
     true class's output embedding, which scales the variances and the token's own-class steps. Token ``x``
     gets :math:`\min(n_x, L)` steps of ``c`` copies (its visits spread evenly over the first ``L`` steps).
@@ -734,18 +749,18 @@ def _replayed_miss(n_grid, margins, w0: float, labels, counts, d: int, M: int, l
     k_idx, i_idx, x_idx = np.nonzero(seen)                  # one entry per (count draw, draw, seen token)
     n = counts[k_idx, x_idx]
     L = _last_visit_steps(n, S, rng)
-    # Interference moments on a grid of the fraction f = L / S of the pass done at the last visit, for the
+    # Interference moments on a grid of the fraction f = (L - 1) / S of the pass done at the last visit, for the
     # weights then (q(n_y f), with the W0 carrier), at the end (q(n_y)) and their covariance (by polarisation:
     # the variances are diagonal quadratic forms in the weights); all quadratics in n_u (exact from 3 nodes),
     # interpolated linearly in f.
-    fractions = np.unique(np.concatenate([np.geomspace(1.0 / S, 1.0, _FRACTION_POINTS), [1.0]]))
+    fractions = np.unique(np.concatenate([[0.0], np.geomspace(1.0 / S, 1.0, _FRACTION_POINTS)]))
     scale = 1.0 if weight_scale is None else weight_scale
     final = np.interp(counts, n_grid, margins) * scale
     early = np.stack([np.interp(counts * f, n_grid, margins) * scale for f in fractions])   # (F, samples, N)
     carrier = np.broadcast_to(_with_carrier(np.zeros(0), w0 * noise_scale, d, M), early.shape[:2] + (M,))
     tables = [_variance_table(np.concatenate([weights, scale * carrier], -1), labels, d, M, others)
               for weights, scale in ((early, 1), (np.broadcast_to(final, early.shape), 1), (early + final, 2))]
-    f = L / S
+    f = (L - 1) / S                  # the last visit's gradient is taken before its step's updates
     pos = np.clip(np.searchsorted(fractions, f, side="right") - 1, 0, fractions.size - 1)
     nxt = np.minimum(pos + 1, fractions.size - 1)
     span = fractions[nxt] - fractions[pos]
@@ -866,6 +881,41 @@ def _predict_budget(rule: str, D: int, T: int, B, N: int, M: int, samples: int, 
                                                                     * REPLAY_DRAWS * N * M)
     check.budget("T, batch_size, d, N, M, samples", nbytes=nbytes, work=work,
                  formula="T / batch_size steps of the map and of the replay of samples x N tokens")
+
+
+def _residual_gone(s_own, M: int):
+    r"""Share :math:`1 - (1 - s)\,M/(M-1)` of the own-class residual gone at own-class probability ``s``
+    (0 at the uniform :math:`s = 1/M`, 1 at :math:`s = 1`)."""
+    return 1 - (1 - s_own) * M / (M - 1)
+
+
+def best_own_share(M: int, layer_norm: bool) -> float:
+    r"""The largest own-class probability a token's scores can reach, against which a full memory measures how
+    far a token is fitted (module notes, 6.).
+
+    Without layer norm the margin is unbounded and the share reaches 1. With it the scores :math:`z = r h` lie
+    in the unit ball, and the symmetric form :math:`(a, b, \dots, b)` with :math:`a^2 + (M-1) b^2 \le 1` has
+    the largest margin :math:`a - b = \sqrt{M/(M-1)}`, so
+
+    .. math::
+        s^\star = \frac{1}{1 + (M-1)\,e^{-\sqrt{M/(M-1)}}} \qquad (0.433 \text{ for } M = 5).
+
+    Parameters
+    ----------
+    M : int
+        Classes, ``M >= 2``.
+    layer_norm : bool
+        Whether the scores go through layer norm.
+
+    Returns
+    -------
+    float
+        :math:`s^\star`, or 1 without layer norm.
+    """
+    M = check.positive_int("M", M, minimum=2)
+    if not isinstance(layer_norm, (bool, np.bool_)):
+        raise TypeError(f"layer_norm must be a bool, got {layer_norm!r}")
+    return float(1.0 / (1 + (M - 1) * np.exp(-np.sqrt(M / (M - 1))))) if layer_norm else 1.0
 
 
 def _gradient(h, res, layer_norm: bool):
