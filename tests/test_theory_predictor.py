@@ -301,18 +301,26 @@ def test_a_random_sample_of_the_committed_training_runs_recomputes():
 
 def test_a_random_sample_of_the_committed_predictions_recomputes():
     """The same function on the same draws, one d at a time where the table predicted each cell with its
-    grid of d. Not bitwise: the paper's Adam iterates normalised steps that amplify rounding, and a cell
-    alone sums its mean-field batch norm in another order than inside its grid (measured: up to 0.7 % at
-    d = 10 with layer norm), so 2 % there; SGD's map is contracting and is held to a part in 10^4."""
-    cells = _committed("cells.csv")
+    grid of d; rows of both tables, the first grid's and the full grid's (at most about 5 s for one d at
+    T = 102400, B = 16). Not bitwise for the paper's Adam: it iterates normalised steps that amplify rounding,
+    and a cell alone sums its mean-field batch norm in another order than inside its grid. Measured over 22
+    rows of the full grid's T = 102400: up to 3.4 % relative, where the prediction is tiny against its band,
+    and at most 0.02 of the band's half-width; so Adam is held to 2 % or a twentieth of the half-width,
+    whichever is looser (a stale table moves by factors: the last fix moved medians from 2.6 to 1.2). SGD's
+    map is contracting and is held to a part in 10^4."""
     rng = np.random.default_rng()
-    for _, row in cells.iloc[rng.choice(len(cells), size=6, replace=False)].iterrows():
+    rows = [table.iloc[rng.choice(len(table), size=size, replace=False)]
+            for table, size in ((_committed("cells.csv"), 6), (_committed("cells_grid14.csv"), 2))]
+    for _, row in pd.concat(rows).iterrows():
         pred = P.predict_error(row["rule"], [int(row["d"])], int(row["T"]), lr=float(row["lr"]),
                                batch_size=int(row["batch_size"]), layer_norm=bool(row["layer_norm"]),
                                trials=int(row["trials"]), samples=int(row["samples"]), seed=0)
-        rel = 2e-2 if row["rule"] == "adam" else 1e-4
+        half = row["high"] - row["predicted"]
         for value, name in ((pred.mean[0], "predicted"), (pred.low[0], "low"), (pred.high[0], "high")):
-            assert value == pytest.approx(row[name], rel=rel, abs=1e-9), (name, row.to_dict())
+            if row["rule"] == "adam":
+                assert abs(value - row[name]) <= max(2e-2 * abs(row[name]), 0.05 * half, 1e-9), (name, row.to_dict())
+            else:
+                assert value == pytest.approx(row[name], rel=1e-4, abs=1e-9), (name, row.to_dict())
 
 
 # --------------------------------------------------------------------------- the late interference and the model error
