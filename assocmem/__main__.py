@@ -258,8 +258,13 @@ def _checked_device(device: str, option: str = "--device") -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with sweep._sigterm_as_interrupt():
+        with sweep._signals_as_interrupt():
             return _main(args)
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        print(f"interrupted by {signal.Signals(signum).name}: finished points are in the cache; run the same "
+              f"command to resume", file=sys.stderr)
+        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `assocmem list | head`: the reader left; say nothing more
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -277,11 +282,6 @@ def _main(args) -> int:
             command_list()
             return EXIT_OK
         return command_run(args)
-    except KeyboardInterrupt as error:
-        signum = getattr(error, "signum", signal.SIGINT)
-        print(f"interrupted by {signal.Signals(signum).name}: finished points are in the cache; run the same "
-              f"command to resume", file=sys.stderr)
-        return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
     except (UsageError, ValueError, TypeError) as error:
         print(f"assocmem: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -228,7 +228,7 @@ class DaskExecutor:
         except ImportError as error:
             raise ImportError("the dask executor needs the optional extra: pip install 'assocmem[dask]'") from error
         with contextlib.ExitStack() as stack:
-            stack.callback(_restore_levels, {name: logging.getLogger(name).level for name in _LOOP_LOGGERS})
+            stack.callback(_restore_levels, _loop_logger_levels())
             if self.scheduler:
                 client = stack.enter_context(Client(self.scheduler))
                 window = max(2 * sum(client.nthreads().values()), len(first))
@@ -240,11 +240,13 @@ class DaskExecutor:
                 window = len(first)
             first += list(itertools.islice(items, window - len(first)))
             futures = {client.submit(fn, config, pure=False): index for index, config in first}
-            running = as_completed(futures)
+            # results gathered by the client's loop: waiting for the next one is a plain condition wait, never
+            # a call into the loop that a signal could cut short (Dask then logs a NameError of its own)
+            running = as_completed(futures, with_results=True)
             try:
-                for future in running:
+                for future, result in running:
                     index = futures.pop(future)
-                    yield index, future.result()
+                    yield index, result
                     for index, config in itertools.islice(items, 1):
                         new = client.submit(fn, config, pure=False)
                         futures[new] = index
@@ -252,21 +254,50 @@ class DaskExecutor:
             except GeneratorExit:
                 raise
             except BaseException:  # hand over what has finished before cancelling the rest
-                for name in _LOOP_LOGGERS:  # the cluster is torn down mid-flight: its shutdown noise is expected
-                    logging.getLogger(name).setLevel(logging.CRITICAL)
+                _quiet_loop_loggers()  # the cluster is torn down mid-flight: its shutdown noise is expected
                 for future in [f for f in futures if f.status == "finished"]:
                     yield futures.pop(future), future.result()
                 raise
             finally:
+                if not self.scheduler:
+                    _quiet_loop_loggers_on(client)
                 client.cancel(list(futures))
 
 
 _LOOP_LOGGERS = ("distributed", "tornado", "asyncio")
 
 
-def _restore_levels(levels: dict) -> None:
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
+def _loop_loggers() -> list[logging.Logger]:
+    """The loggers of the event-loop libraries, with their children: Dask's logging config gives some
+    of those a level and a handler of their own (``tornado.application``, ``distributed.client``), which
+    quieting the parent would leave as they are."""
+    names = {*_LOOP_LOGGERS, *logging.root.manager.loggerDict.copy()}
+    return [logging.getLogger(name) for name in sorted(names) if name.split(".")[0] in _LOOP_LOGGERS]
+
+
+def _loop_logger_levels() -> dict[str, int]:
+    return {logger.name: logger.level for logger in _loop_loggers()}
+
+
+def _restore_levels(levels: dict[str, int]) -> None:
+    for logger in _loop_loggers():
+        logger.setLevel(levels.get(logger.name, logging.NOTSET))
+
+
+def _quiet_loop_loggers() -> None:
+    for logger in _loop_loggers():
+        logger.setLevel(logging.CRITICAL)
+
+
+def _quiet_loop_loggers_on(client) -> None:
+    """Silence the event-loop loggers of a local cluster's worker processes before its points are
+    cancelled and it is torn down. The scheduler lives in this process and closes with it, so a worker
+    whose heartbeat is in flight then logs a traceback to the shared stderr (``Failed to communicate
+    with scheduler during heartbeat``), and a cancelled point a warning: noise of a shutdown this
+    process ordered, not an error. Results and failures of points reach this process through their
+    futures, never through these logs."""
+    with contextlib.suppress(Exception):
+        client.run(_quiet_loop_loggers, on_error="ignore")
 
 
 def make_executor(executor="serial", **options):

@@ -367,30 +367,65 @@ class PointLock:
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """SIGTERM during a sweep: handled like Ctrl-C (finished points kept, the same call resumes)."""
+    """SIGINT (Ctrl-C) or SIGTERM during a sweep, raised as a ``KeyboardInterrupt`` that names its
+    signal: finished points are kept, the same call resumes."""
 
     def __init__(self, signum: int):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """In the main thread, with SIGTERM at its default (die at once), turn it into
-    :class:`SweepInterrupted` for the duration of the sweep."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
+#: Signals that arrived while a finaliser ran, to be raised at the sweep's next checkpoint.
+_deferred: list[int] = []
+_DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
-    def interrupt(signum, frame):
+
+def _in_finalizer(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum: int, frame) -> None:
+    """Raise :class:`SweepInterrupted` where the signal lands, unless that is inside a finaliser (Dask's
+    futures release themselves in ``__del__``): Python would print the exception there and drop it, and
+    the sweep would run on. Such a signal waits for :func:`_raise_deferred`."""
+    if _in_finalizer(frame):
+        _deferred.append(signum)
+        return
+    raise SweepInterrupted(signum)
+
+
+def _raise_deferred() -> None:
+    """A checkpoint: raise the signal a finaliser deferred, if any."""
+    if _deferred:
+        signum = _deferred[0]
+        _deferred.clear()
         raise SweepInterrupted(signum)
 
-    signal.signal(signal.SIGTERM, interrupt)
+
+@contextlib.contextmanager
+def _signals_as_interrupt():
+    """In the main thread, turn SIGINT (at Python's default) and SIGTERM (at its default: die at once)
+    into :class:`SweepInterrupted` for the duration of the sweep; a signal deferred by a finaliser and
+    not raised by a checkpoint is raised on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mine = [signum for signum, default in _DEFAULTS.items() if signal.getsignal(signum) is default]
+    for signum in mine:
+        signal.signal(signum, _interrupt)
     try:
         yield
+        if mine:
+            _raise_deferred()
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in mine:
+            signal.signal(signum, _DEFAULTS[signum])
+        if mine:
+            _deferred.clear()
 
 
 def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str | os.PathLike | bool = True,
@@ -398,7 +433,7 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
     """Evaluate ``experiment`` on each configuration and return the tidy table of results.
 
     Every point is stored in the cache the moment it finishes. When the sweep is interrupted (Ctrl-C,
-    or SIGTERM, raised as :class:`SweepInterrupted`) or a point fails, the points that already finished
+    or SIGTERM, both raised as :class:`SweepInterrupted`) or a point fails, the points that already finished
     are stored before the exception propagates; the same call then resumes. Concurrent sweeps on one
     cache claim points with per-point locks: a point another sweep is computing is waited for and read
     back, not computed twice.
@@ -485,7 +520,7 @@ def run_sweep(experiment, configs: Iterable[Mapping], *, cache: DiskCache | str 
                 locks[index] = lock
             yield index, configs[index]
 
-    with _sigterm_as_interrupt(), tqdm(total=len(configs), initial=len(results), disable=not progress,
+    with _signals_as_interrupt(), tqdm(total=len(configs), initial=len(results), disable=not progress,
                                        desc=experiment.name, unit="point") as bar:
         remaining = [i for i in range(len(configs)) if i not in results]
         try:
@@ -517,6 +552,7 @@ def _run_keeping_finished(iterator, keep: Callable) -> None:
     try:
         for item in iterator:
             keep(*item)
+            _raise_deferred()
     except BaseException as error:
         throw = getattr(iterator, "throw", None)
         if throw is not None:
@@ -553,6 +589,7 @@ def _wait_for_others(cache: DiskCache | None, keys: list[str], busy: list[int], 
                 bar.update(1)
         waiting = still
         if waiting:
+            _raise_deferred()
             time.sleep(0.1)
     return missing
 

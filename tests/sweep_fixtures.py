@@ -1,6 +1,7 @@
 """Small experiments for the sweep, executor and CLI tests (importable by worker processes)."""
 
 import os
+import signal
 import time
 
 import torch
@@ -38,3 +39,27 @@ def fails(x=0):
     if x == 3:
         raise RuntimeError("boom at x=3")
     return {"ok": x}
+
+
+class _SignalsWhenCollected:
+    """Sends ``signum`` to this process from its finaliser: a signal that lands while a finaliser runs,
+    as when Dask's futures release themselves in ``__del__``."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __del__(self):
+        os.kill(os.getpid(), self.signum)
+
+
+@experiment("fixture_signal_in_finalizer")
+def signal_in_finalizer(x=0, at=2, signum="SIGTERM"):
+    """At ``x == at``, signals this process from a finaliser, then finishes the point; logs each point
+    like ``fixture_slow``."""
+    if x == at:
+        _SignalsWhenCollected(getattr(signal, signum))  # collected at once
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"{x} {time.time()!r}\n")
+    return {"x2": x * x}

@@ -1,7 +1,9 @@
 """Executors: serial, process pool and a real Dask LocalCluster give bit-identical tables; an
 interrupted sweep resumes losing and recomputing nothing; concurrent sweeps share a cache safely."""
 
+import functools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -44,6 +46,41 @@ def test_dask_local_cluster_is_bit_identical_to_serial(serial_table, tmp_path, m
     table = sweep.run_sweep(sweep_fixtures.torch_stats, GRID, cache=tmp_path, progress=False,
                             executor="dask", workers=2)
     assert table.equals(serial_table)
+
+
+@pytest.mark.parametrize("experiment", ["fixture_slow", "fixture_fails"])
+def test_a_local_cluster_is_torn_down_quietly(experiment, monkeypatch):
+    """The scheduler closes with this process: a worker whose heartbeat is then in flight logs a traceback
+    to the shared stderr, and so does a loop callback cut short by the signal (CI caught both after a
+    SIGINT or SIGTERM). Whether the sweep ends or a point fails, every worker's loop loggers are at
+    CRITICAL before the cluster goes, children with levels of their own included; so are this process's
+    when a point fails, and they are restored after."""
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    quiet_workers, restore, workers, here = executors._quiet_loop_loggers_on, executors._restore_levels, [], []
+
+    def quiet_and_look(client):
+        quiet_workers(client)
+        workers.append(client.run(executors._loop_logger_levels))
+
+    def look_and_restore(levels):
+        here.append(executors._loop_logger_levels())
+        restore(levels)
+        assert executors._loop_logger_levels() == {name: levels.get(name, logging.NOTSET) for name in here[0]}
+
+    monkeypatch.setattr(executors, "_quiet_loop_loggers_on", quiet_and_look)
+    monkeypatch.setattr(executors, "_restore_levels", look_and_restore)
+    fn = functools.partial(executors.compute_point, experiment, "sweep_fixtures")
+    points = executors.DaskExecutor(workers=2).map(fn, [(x, {"x": x}) for x in range(6)])
+    if experiment == "fixture_fails":
+        with pytest.raises(RuntimeError, match="boom at x=3"):
+            list(points)
+    else:
+        assert sorted(index for index, _ in points) == list(range(6))
+    assert len(workers) == 1 and len(workers[0]) == 2
+    for levels in [*workers[0].values(), *(here if experiment == "fixture_fails" else [])]:
+        assert {"distributed.client", "tornado.application"} <= set(levels)
+        assert set(levels.values()) == {logging.CRITICAL}
 
 
 def test_a_failing_point_keeps_the_finished_ones(tmp_path):

@@ -132,3 +132,24 @@ def test_interrupted_sweep_loses_no_point_and_leaves_no_process(tmp_path, execut
     assert recomputed == set(range(POINTS)) - cached, "the resumed sweep recomputed a cached point"
     assert f"{len(cached)} from the cache, {POINTS - len(cached)} computed" in resumed.stderr
     assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_landing_in_a_finalizer_still_interrupts(tmp_path, signame):
+    """Python prints an exception raised inside ``__del__`` and drops it: a Ctrl-C or SIGTERM landing
+    while Dask releases a future would be lost and the sweep would run to its end (caught under load).
+    The signal is kept: the point in hand finishes and is stored, no later point starts, the sweep exits
+    130 or 143 with the resume message and no traceback."""
+    log = tmp_path / "log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           LOG_ENV: str(log)}
+    done = subprocess.run(
+        [sys.executable, "-m", "assocmem", "--import", "sweep_fixtures", "run", "fixture_signal_in_finalizer",
+         "--quiet", "--grid", "x=0:6", "--grid", f"signum={signame}", "--cache", str(tmp_path / "cache"),
+         "--out", str(tmp_path / "out.csv")],
+        env=env, capture_output=True, text=True, timeout=120, preexec_fn=_as_in_a_terminal)
+    assert done.returncode == {"SIGINT": 130, "SIGTERM": 143}[signame], done.stderr
+    assert f"interrupted by {signame}: finished points are in the cache" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert sorted(_finished(log)) == [0, 1, 2] and _cached(tmp_path / "cache") == {0, 1, 2}
+    assert not (tmp_path / "out.csv").exists()
