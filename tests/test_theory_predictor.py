@@ -299,16 +299,19 @@ def test_a_random_sample_of_the_committed_training_runs_recomputes():
         assert abs(got.mean() - ref.mean()) <= 4 * se + 1e-6, (cell.iloc[0][keys].to_dict(), ref, got)
 
 
-def test_a_random_sample_of_the_committed_predictions_recomputes():
+def test_a_sample_of_the_committed_predictions_recomputes():
     """The same function on the same draws, one d at a time where the table predicted each cell with its
-    grid of d; rows of both tables, the first grid's and the full grid's (at most about 5 s for one d at
-    T = 102400, B = 16). Not bitwise for the paper's Adam: it iterates normalised steps that amplify rounding,
-    and a cell alone sums its mean-field batch norm in another order than inside its grid. Measured over 22
-    rows of the full grid's T = 102400: up to 3.4 % relative, where the prediction is tiny against its band,
-    and at most 0.02 of the band's half-width; so Adam is held to 2 % or a twentieth of the half-width,
-    whichever is looser (a stale table moves by factors: the last fix moved medians from 2.6 to 1.2). SGD's
-    map is contracting and is held to a part in 10^4."""
-    rng = np.random.default_rng()
+    grid of d; 8 rows of both tables, the first grid's and the full grid's, drawn once with a fixed seed (at
+    most about 5 s for one d at T = 102400, B = 16). SGD's map is contracting and is held to a part in
+    10^4. The paper's Adam is not: a cell alone sums its mean-field batch norm in another order than inside
+    its grid, its normalised steps carry the rounding on, and a replay draw near the decision flips
+    (the prediction moves by that draw's share of the token's probability). Measured over 100 random Adam
+    rows of both tables: most are bitwise equal, 5 of them move by more than both 2 % and a twentieth of
+    the band's half-width, the most by 20 % (where that is 0.27 of the half-width) and by 0.41 of the
+    half-width (where that is 6 %). So Adam is held to 10 % or half the band's half-width, whichever is
+    looser; a stale table moves by factors (the last fix moved medians from 2.6 to 1.2). The rows are
+    fixed so that the suite does not pass or fail with the draw."""
+    rng = np.random.default_rng(0)
     rows = [table.iloc[rng.choice(len(table), size=size, replace=False)]
             for table, size in ((_committed("cells.csv"), 6), (_committed("cells_grid14.csv"), 2))]
     for _, row in pd.concat(rows).iterrows():
@@ -318,7 +321,7 @@ def test_a_random_sample_of_the_committed_predictions_recomputes():
         half = row["high"] - row["predicted"]
         for value, name in ((pred.mean[0], "predicted"), (pred.low[0], "low"), (pred.high[0], "high")):
             if row["rule"] == "adam":
-                assert abs(value - row[name]) <= max(2e-2 * abs(row[name]), 0.05 * half, 1e-9), (name, row.to_dict())
+                assert abs(value - row[name]) <= max(0.1 * abs(row[name]), 0.5 * half, 1e-9), (name, row.to_dict())
             else:
                 assert value == pytest.approx(row[name], rel=1e-4, abs=1e-9), (name, row.to_dict())
 
