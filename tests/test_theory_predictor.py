@@ -425,6 +425,52 @@ def test_model_error_refuses_bad_tables():
             P.model_error(table, by)
 
 
+def test_model_bias_is_the_median_ratio_and_recentres_its_own_table():
+    table = _toy_table()
+    # two cells with no finite nonzero ratio, left out of the median
+    table.loc[0, "predicted"], table.loc[1, "error"] = 0.0, 0.0
+    bias = P.model_bias(table, "rule").set_index("rule")
+    usable = table.drop(index=[0, 1])
+    for rule, part in usable.groupby("rule"):
+        assert bias.loc[rule, "bias"] == pytest.approx(np.median(part["error"] / part["predicted"]), rel=1e-12)
+        assert bias.loc[rule, "cells"] == len(part)
+    fixed = P.with_model_bias(table, bias.reset_index())
+    # every prediction and its band times its group's factor, ratio and inside recomputed
+    factor = table["rule"].map(bias["bias"])
+    np.testing.assert_allclose(fixed["predicted"], table["predicted"] * factor, rtol=1e-12)
+    np.testing.assert_allclose(fixed["high"], np.clip(table["high"] * factor, 0, 1), rtol=1e-12)
+    np.testing.assert_allclose(fixed["low"], np.clip(table["low"] * factor, 0, 1), rtol=1e-12)
+    assert fixed["inside"].tolist() == ((fixed["error"] >= fixed["low"]) & (fixed["error"] <= fixed["high"])).tolist()
+    # on the table it was estimated from, the median ratio of each group's usable cells becomes 1
+    kept = fixed.drop(index=[0, 1])
+    np.testing.assert_allclose(kept.groupby("rule")["ratio"].median(), 1.0, rtol=1e-12)
+    # a group with no usable cell keeps its prediction; a band pushed past 1 is cut there
+    lone = pd.DataFrame({"rule": ["x"], "error": [0.0], "predicted": [0.2], "low": [0.1], "high": [0.3]})
+    lone_bias = P.model_bias(lone, "rule")
+    assert lone_bias["bias"].tolist() == [1.0] and lone_bias["cells"].tolist() == [0]
+    big = P.with_model_bias(lone, lone_bias.assign(bias=4.0))
+    assert big["high"].tolist() == [1.0] and big["predicted"].tolist() == [0.8]
+
+
+def test_model_bias_refuses_bad_input_by_name():
+    table = _toy_table()
+    bias = P.model_bias(table, "rule")
+    with pytest.raises(ValueError, match=r"table lacks the column.*'predicted'"):
+        P.model_bias(table.drop(columns="predicted"), "rule")
+    with pytest.raises(ValueError, match="bias lacks groups"):
+        P.with_model_bias(table, P.model_bias(table[table["rule"] == "sgd"], "rule"))
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match=r"bias\['bias'\] must be finite and > 0"):
+            P.with_model_bias(table, bias.assign(bias=bad))
+    with pytest.raises(TypeError, match=r"\bbias\b"):
+        P.with_model_bias(table, bias.drop(columns="bias"))
+    for by in (None, 3, [], ["rule", 3]):
+        with pytest.raises(TypeError, match=r"\bby\b"):
+            P.model_bias(table, by)
+    with pytest.raises(ValueError, match=r"\bby\b"):
+        P.model_bias(table, "d")
+
+
 def test_tables_refuse_what_is_not_a_table_by_name():
     """Fuzz findings (issue 13): None or a string for a table gave AttributeError; an unknown by a KeyError."""
     for call, name in ((P.grid_cells, "runs"), (P.calibration, "cells"), (P.calibration_summary, "table")):

@@ -102,7 +102,8 @@ interference below capacity, (ii) the correlations between tokens through the sh
 (iii) for sign descent, everything beyond the Gaussian picture of the sign (the batch's structure at small
 ``B``, correlations of the noise across steps). Chapter 8 measures how much each costs, and
 :func:`model_error` states what is left, per region, as a relative systematic error calibrated on the
-calibration half.
+calibration half; :func:`model_bias` estimates there the factor by which the centre is off per region, an
+empirical correction (:func:`with_model_bias`) that chapter 8 validates on the other half.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ from . import interference
 
 __all__ = ["RULES", "OPTIMIZERS", "SCHEMES", "CELL_KEYS", "Prediction", "predict_error", "stored_margins",
            "grid_cells", "calibration", "calibration_half", "calibration_summary", "model_error", "with_model_error",
-           "CAPACITY", "best_own_share"]
+           "model_bias", "with_model_bias", "CAPACITY", "best_own_share"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEMES = finite_sample.SCHEMES
@@ -598,12 +599,7 @@ def model_error(table, by, *, level: float = 0.9):
     """
     level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
     _check_table("table", table, ("error", "predicted", "high"))
-    by = [by] if isinstance(by, str) else by
-    if not isinstance(by, (list, tuple)) or not by or not all(isinstance(k, str) for k in by):
-        raise TypeError(f"by must be a column name or a non-empty list of column names, got {by!r}")
-    missing = set(by) - set(table.columns)
-    if missing:
-        raise ValueError(f"table lacks the columns {sorted(missing)} of by")
+    by = _group_columns(table, by)
     z = float(special.ndtri(0.5 + level / 2))
     s = (table["high"] - table["predicted"]) / z
     excess = np.sqrt(np.maximum(((table["error"] - table["predicted"]) / z) ** 2 - s ** 2, 0))
@@ -640,21 +636,103 @@ def with_model_error(table, sigma, *, level: float = 0.9):
     """
     level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
     _check_table("table", table, ("error", "predicted", "high"))
-    if not isinstance(sigma, pd.DataFrame) or "sigma" not in sigma.columns:
-        raise TypeError("sigma must be a pandas DataFrame with a column 'sigma' (the output of model_error)")
-    if not np.all(np.isfinite(sigma["sigma"].to_numpy(dtype=np.float64))) or (sigma["sigma"] < 0).any():
-        raise ValueError("sigma['sigma'] must be finite and >= 0")
-    by = [c for c in sigma.columns if c not in ("sigma", "cells")]
-    out = table.merge(sigma[by + ["sigma"]], on=by, how="left")
-    if out["sigma"].isna().any():
-        lacking = out.loc[out["sigma"].isna(), by].drop_duplicates().values.tolist()
-        raise ValueError(f"sigma lacks groups of table: {lacking}")
+    out = _with_group_values(table, sigma, "sigma", "model_error", low=0.0)
     z = float(special.ndtri(0.5 + level / 2))
     s = (out["high"] - out["predicted"]) / z
     half = z * np.sqrt(s ** 2 + (out["sigma"] * out["predicted"]) ** 2)
     out["low"] = np.clip(out["predicted"] - half, 0, 1)
     out["high"] = np.clip(out["predicted"] + half, 0, 1)
     out["inside"] = (out["error"] >= out["low"]) & (out["error"] <= out["high"])
+    return out
+
+
+def model_bias(table, by):
+    r"""The predictor's systematic factor per group: the median ratio measured / predicted (chapter 8).
+
+    :func:`with_model_bias` multiplies a prediction and its band by it. That is an empirical correction of
+    the centre, not part of the derivation: estimated on the cells of one table (the calibration half) and
+    applied to others (the validation half), it moves their median ratio to 1 as far as the groups are
+    alike. A cell predicted or measured exactly 0 has no finite, nonzero ratio and is left out; a group
+    with no other cell gets the factor 1.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`calibration` (columns ``error``, ``predicted``, ``high`` and the ``by`` columns).
+    by : str or list of str
+        Columns that define the groups (e.g. ``["rule", "layer_norm", "d"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``by`` columns, ``bias`` (the median of :math:`\mathcal E_i / \hat{\mathcal E}_i`) and ``cells``
+        (the group's cells with a ratio).
+    """
+    _check_table("table", table, ("error", "predicted", "high"))
+    by = _group_columns(table, by)
+    usable = (table["predicted"] > 0) & (table["error"] > 0)
+    ratio = (table["error"] / table["predicted"].where(usable, 1.0)).where(usable)
+    grouped = ratio.groupby([table[k] for k in by])
+    out = pd.DataFrame({"bias": grouped.median(), "cells": grouped.count()}).reset_index()
+    out["bias"] = out["bias"].fillna(1.0)
+    return out
+
+
+def with_model_bias(table, bias):
+    r"""A calibration table with each prediction and its band multiplied by its group's factor
+    (:func:`model_bias`), the band cut at 0 and 1.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`calibration`.
+    bias : pandas.DataFrame
+        Output of :func:`model_bias`: its columns other than ``bias`` and ``cells`` are the groups, and every
+        group of ``table`` must be there.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``table`` with ``predicted``, ``predicted_sd`` (where present), ``low`` and ``high`` multiplied,
+        ``ratio`` and ``inside`` recomputed, and the group's ``bias``.
+    """
+    _check_table("table", table, ("error", "predicted", "low", "high"))
+    out = _with_group_values(table, bias, "bias", "model_bias", low=0.0, low_open=True)
+    factor = out["bias"]
+    for column in ("predicted", "predicted_sd", "low", "high"):
+        if column in out.columns:
+            out[column] = out[column] * factor
+    out["low"], out["high"] = out["low"].clip(0, 1), out["high"].clip(0, 1)
+    out["ratio"] = out["error"] / out["predicted"]
+    out["inside"] = (out["error"] >= out["low"]) & (out["error"] <= out["high"])
+    return out
+
+
+def _group_columns(table, by) -> list:
+    """``by`` as a list of columns of ``table``: a column name or a non-empty list of them."""
+    by = [by] if isinstance(by, str) else by
+    if not isinstance(by, (list, tuple)) or not by or not all(isinstance(k, str) for k in by):
+        raise TypeError(f"by must be a column name or a non-empty list of column names, got {by!r}")
+    missing = set(by) - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)} of by")
+    return list(by)
+
+
+def _with_group_values(table, groups, column: str, source: str, *, low: float, low_open: bool = False):
+    """``table`` with the ``column`` of its group in ``groups`` (the output of ``source``: the group columns,
+    ``column`` and ``cells``), every value finite and above ``low``; a group of ``table`` that ``groups``
+    lacks is an error naming it."""
+    if not isinstance(groups, pd.DataFrame) or column not in groups.columns:
+        raise TypeError(f"{column} must be a pandas DataFrame with a column {column!r} (the output of {source})")
+    values = groups[column].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values <= low if low_open else values < low):
+        raise ValueError(f"{column}[{column!r}] must be finite and {'>' if low_open else '>='} {low:g}")
+    by = [c for c in groups.columns if c not in (column, "cells")]
+    out = table.drop(columns=[column], errors="ignore").merge(groups[by + [column]], on=by, how="left")
+    if out[column].isna().any():
+        lacking = out.loc[out[column].isna(), by].drop_duplicates().values.tolist()
+        raise ValueError(f"{column} lacks groups of table: {lacking}")
     return out
 
 
