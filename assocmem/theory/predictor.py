@@ -636,7 +636,7 @@ def with_model_error(table, sigma, *, level: float = 0.9):
     """
     level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
     _check_table("table", table, ("error", "predicted", "high"))
-    out = _with_group_values(table, sigma, "sigma", "model_error", low=0.0)
+    out = _with_group_values(table, sigma, "sigma", "model_error", positive=False)
     z = float(special.ndtri(0.5 + level / 2))
     s = (out["high"] - out["predicted"]) / z
     half = z * np.sqrt(s ** 2 + (out["sigma"] * out["predicted"]) ** 2)
@@ -697,7 +697,7 @@ def with_model_bias(table, bias):
         ``ratio`` and ``inside`` recomputed, and the group's ``bias``.
     """
     _check_table("table", table, ("error", "predicted", "low", "high"))
-    out = _with_group_values(table, bias, "bias", "model_bias", low=0.0, low_open=True)
+    out = _with_group_values(table, bias, "bias", "model_bias", positive=True)
     factor = out["bias"]
     for column in ("predicted", "predicted_sd", "low", "high"):
         if column in out.columns:
@@ -719,15 +719,15 @@ def _group_columns(table, by) -> list:
     return list(by)
 
 
-def _with_group_values(table, groups, column: str, source: str, *, low: float, low_open: bool = False):
+def _with_group_values(table, groups, column: str, source: str, *, positive: bool):
     """``table`` with the ``column`` of its group in ``groups`` (the output of ``source``: the group columns,
-    ``column`` and ``cells``), every value finite and above ``low``; a group of ``table`` that ``groups``
-    lacks is an error naming it."""
+    ``column`` and ``cells``), every value finite and ``> 0`` (``positive``) or ``>= 0``; a group of ``table``
+    that ``groups`` lacks is an error naming it."""
     if not isinstance(groups, pd.DataFrame) or column not in groups.columns:
         raise TypeError(f"{column} must be a pandas DataFrame with a column {column!r} (the output of {source})")
     values = groups[column].to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(values)) or np.any(values <= low if low_open else values < low):
-        raise ValueError(f"{column}[{column!r}] must be finite and {'>' if low_open else '>='} {low:g}")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0 if positive else values < 0):
+        raise ValueError(f"{column}[{column!r}] must be finite and {'>' if positive else '>='} 0")
     by = [c for c in groups.columns if c not in (column, "cells")]
     out = table.drop(columns=[column], errors="ignore").merge(groups[by + [column]], on=by, how="left")
     if out[column].isna().any():
