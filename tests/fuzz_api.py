@@ -196,6 +196,12 @@ def _model_error():
     return model_error(_calibration(), "d")
 
 
+def _model_bias():
+    from assocmem.theory.predictor import model_bias
+
+    return model_bias(_calibration(), "d")
+
+
 # Small valid values by parameter name; a list holds alternatives (a name with several meanings), tried
 # in turn until the baseline call succeeds. Size-like names override a parameter's default too
 # (``SMALL``), so that every call stays cheap.
@@ -295,6 +301,8 @@ BASELINES = {
     "assocmem.theory.predictor.calibration_half": {"cells": _grid_cells},   # its lr, B on the grid's values
     "assocmem.theory.predictor.model_error": {"table": _calibration, "by": "d"},
     "assocmem.theory.predictor.with_model_error": {"table": _calibration, "sigma": lambda: _model_error()},
+    "assocmem.theory.predictor.model_bias": {"table": _calibration, "by": "d"},
+    "assocmem.theory.predictor.with_model_bias": {"table": _calibration, "bias": lambda: _model_bias()},
     "assocmem.transformer.balanced_sizes": {"table": _balance_table},
     "assocmem.transformer.balance_exponent": {"table": _balance_grid},
     "assocmem.transformer.flag_diverged": {"table": _balance_table},

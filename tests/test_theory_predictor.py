@@ -289,6 +289,10 @@ def test_a_random_sample_of_the_committed_training_runs_recomputes():
     stable = cheap[~_chaotic(cheap)]
     for _, row in stable.iloc[rng.choice(len(stable), size=4, replace=False)].iterrows():
         assert _rerun(row, row["seed"]) == pytest.approx(row["error"], abs=2e-3), row.to_dict()
+    off = _committed("off_grid_runs.csv")    # SGD between the grid's values, gamma <= 3: contracting too
+    off = off[(off["optimizer"] == "sgd") & (off["lr"] <= 3) & (off["d"] <= 50) & (off["T"] <= 10240)]
+    for _, row in off.iloc[rng.choice(len(off), size=2, replace=False)].iterrows():
+        assert _rerun(row, row["seed"]) == pytest.approx(row["error"], abs=2e-3), row.to_dict()
     keys = ["optimizer", "d", "T", "batch_size", "lr", "layer_norm"]
     cells = [cell for _, cell in cheap[_chaotic(cheap)].groupby(keys)]
     for i in rng.choice(len(cells), size=2, replace=False):
@@ -301,8 +305,8 @@ def test_a_random_sample_of_the_committed_training_runs_recomputes():
 
 def test_a_sample_of_the_committed_predictions_recomputes():
     """The same function on the same draws, one d at a time where the table predicted each cell with its
-    grid of d; 8 rows of both tables, the first grid's and the full grid's, drawn once with a fixed seed (at
-    most about 5 s for one d at T = 102400, B = 16). SGD's map is contracting and is held to a part in
+    grid of d; 10 rows of the first grid's, the full grid's and the off-grid tables, drawn once with a fixed
+    seed (at most about 5 s for one d at T = 102400, B = 16). SGD's map is contracting and is held to a part in
     10^4. The paper's Adam is not: a cell alone sums its mean-field batch norm in another order than inside
     its grid, its normalised steps carry the rounding on, and a replay draw near the decision flips
     (the prediction moves by that draw's share of the token's probability). Measured over 100 random Adam
@@ -313,7 +317,8 @@ def test_a_sample_of_the_committed_predictions_recomputes():
     fixed so that the suite does not pass or fail with the draw."""
     rng = np.random.default_rng(0)
     rows = [table.iloc[rng.choice(len(table), size=size, replace=False)]
-            for table, size in ((_committed("cells.csv"), 6), (_committed("cells_grid14.csv"), 2))]
+            for table, size in ((_committed("cells.csv"), 6), (_committed("cells_grid14.csv"), 2),
+                                (_committed("cells_off_grid.csv"), 2))]
     for _, row in pd.concat(rows).iterrows():
         pred = P.predict_error(row["rule"], [int(row["d"])], int(row["T"]), lr=float(row["lr"]),
                                batch_size=int(row["batch_size"]), layer_norm=bool(row["layer_norm"]),
@@ -469,6 +474,61 @@ def test_model_bias_refuses_bad_input_by_name():
             P.model_bias(table, by)
     with pytest.raises(ValueError, match=r"\bby\b"):
         P.model_bias(table, "d")
+
+
+def _small_calibration():
+    """Predictions of six cells (SGD and sign descent, with and without layer norm) with made-up errors."""
+    cells = pd.DataFrame({"rule": np.repeat(["sgd", "sgd", "adam"], 2), "d": [10, 20] * 3, "T": 1024,
+                          "batch_size": 64, "lr": 1.0, "layer_norm": [False, False, True, True, False, False],
+                          "trials": 10, "error": [0.3, 0.2, 0.25, 0.15, 0.3, 0.2]})
+    return P.calibration(cells, samples=4)
+
+
+def test_a_calibrated_prediction_is_the_corrected_and_widened_table_row():
+    """predict_error with bias and sigma gives, for one cell, what with_model_bias then with_model_error give
+    its row of a calibration table; factor 1 and sigma 0 give the uncalibrated prediction back."""
+    table = _small_calibration()
+    bias = pd.DataFrame({"rule": ["sgd", "sgd", "adam"], "layer_norm": [False, True, False], "bias": [0.8, 1.3, 0.5]})
+    sigma = pd.DataFrame({"rule": ["sgd", "sgd", "adam", "adam"], "d": [10, 20, 10, 20], "sigma": [0.2, 0.5, 0.0, 1.0]})
+    route = P.with_model_error(P.with_model_bias(table, bias), sigma)
+    for (rule, ln), rows in route.groupby(["rule", "layer_norm"]):
+        args = dict(lr=1.0, batch_size=64, layer_norm=bool(ln), trials=10, samples=4)
+        pred = P.predict_error(rule, rows["d"], 1024, bias=bias, sigma=sigma, **args)
+        np.testing.assert_allclose(pred.mean, rows["predicted"], rtol=1e-12)
+        np.testing.assert_allclose(pred.sd, rows["predicted_sd"], rtol=1e-12)
+        np.testing.assert_allclose(pred.low, rows["low"], rtol=1e-9)
+        np.testing.assert_allclose(pred.high, rows["high"], rtol=1e-9)
+        plain = P.predict_error(rule, rows["d"], 1024, **args)
+        factor = bias.set_index(["rule", "layer_norm"]).loc[(rule, ln), "bias"]
+        np.testing.assert_allclose(pred.mean, factor * plain.mean, rtol=1e-12)
+        neutral = P.predict_error(rule, rows["d"], 1024, bias=bias.assign(bias=1.0), sigma=sigma.assign(sigma=0.0),
+                                  **args)
+        for field in ("mean", "sd", "low", "high"):
+            np.testing.assert_allclose(getattr(neutral, field), getattr(plain, field), rtol=1e-12)
+    # the widening is z sqrt(s^2 + sigma^2 mean^2) about the centre, s from the unwidened band
+    sgd = P.predict_error("sgd", [20], 1024, lr=1.0, batch_size=64, trials=10, samples=4, bias=bias, sigma=sigma)
+    narrow = P.predict_error("sgd", [20], 1024, lr=1.0, batch_size=64, trials=10, samples=4, bias=bias)
+    z, s = 1.6448536269514722, (narrow.high - narrow.mean) / 1.6448536269514722
+    np.testing.assert_allclose(sgd.high - sgd.mean, z * np.sqrt(s ** 2 + (0.5 * sgd.mean) ** 2), rtol=1e-9)
+
+
+def test_a_calibrated_prediction_refuses_a_group_never_measured_before_any_work():
+    table = _small_calibration()
+    bias, sigma = P.model_bias(table, ["rule", "layer_norm", "d"]), P.model_error(table, ["rule", "d"])
+    huge = dict(T=10 ** 9, batch_size=1, samples=10 ** 6)     # hours of work, were it not refused first
+    with pytest.raises(ValueError, match=r"bias lacks groups of the cell: \[\['sgd', False, 50\]\]"):
+        P.predict_error("sgd", [10, 50], lr=1.0, bias=bias, **huge)
+    with pytest.raises(ValueError, match=r"sigma lacks groups of the cell: \[\['adam', 50\]\]"):
+        P.predict_error("adam", [50], lr=1.0, sigma=sigma, **huge)
+    with pytest.raises(ValueError, match=r"bias must be grouped by columns the cell has.*\['trials'\]"):
+        P.predict_error("sgd", [10], 1024, lr=1.0, batch_size=64, bias=P.model_bias(table, ["rule", "trials"]))
+    with pytest.raises(ValueError, match=r"bias must be grouped .*\['batch_size'\]"):   # a scheme has no B
+        P.predict_error("seen", [10], 1024, bias=P.model_bias(table, ["batch_size"]))
+    with pytest.raises(ValueError, match=r"sigma\['sigma'\] must be finite and >= 0"):
+        P.predict_error("sgd", [10], 1024, lr=1.0, batch_size=64, sigma=sigma.assign(sigma=-0.1))
+    for bad in (1.0, "x", table):      # table: a DataFrame without a column "bias"
+        with pytest.raises(TypeError, match=r"\bbias\b"):
+            P.predict_error("sgd", [10], 1024, lr=1.0, batch_size=64, bias=bad)
 
 
 def test_tables_refuse_what_is_not_a_table_by_name():

@@ -104,6 +104,7 @@ interference below capacity, (ii) the correlations between tokens through the sh
 :func:`model_error` states what is left, per region, as a relative systematic error calibrated on the
 calibration half; :func:`model_bias` estimates there the factor by which the centre is off per region, an
 empirical correction (:func:`with_model_bias`) that chapter 8 validates on the other half.
+:func:`predict_error` takes both (``bias=``, ``sigma=``) for a new cell, in the groups they were measured in.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
                   N: int = 100, M: int = 5, alpha: float = 2.0, layer_norm: bool = False,
                   init: str = "random", embeddings: str = "gaussian", trials: int = 1, level: float = 0.9,
                   ratio: float = 12.0, rho: float = 1.0, samples: int = 16, seed: int = 0,
-                  capacity: float | None = None) -> Prediction:
+                  capacity: float | None = None, bias=None, sigma=None) -> Prediction:
     r"""Expected population error of a memory trained on ``T`` samples, with a band, without training.
 
     Data: ``N`` tokens of Zipf law :math:`p(x) \propto x^{-\alpha}`, labels :math:`f_*(x) = x \bmod M`,
@@ -235,6 +236,15 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
         The constant ``c`` of a full memory, :math:`m = \min(\lfloor c\,d\rfloor, d - 2)` fitted tokens
         (module notes, 6.; optimisers only; 0 switches the term off). Default :data:`CAPACITY`, fixed on the
         calibration half of chapter 8's grid.
+    bias : pandas.DataFrame, optional
+        Factors of the centre from :func:`model_bias` (grouped by columns of :data:`CELL_KEYS`): the mean,
+        ``sd`` and the band are multiplied by the factor of this cell's group, the empirical correction of
+        chapter 8. A group it lacks is an error: no factor was measured there.
+    sigma : pandas.DataFrame, optional
+        Relative errors of the model from :func:`model_error` (grouped likewise, estimated on tables
+        corrected by ``bias`` when that is given): the band becomes
+        :math:`\hat{\mathcal E} \pm z\sqrt{s^2 + \sigma^2 \hat{\mathcal E}^2}` (``s`` the standard deviation
+        of the band above), as :func:`with_model_error` widens a table's.
 
     Returns
     -------
@@ -267,19 +277,26 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
             raise ValueError(f"batch_size must divide T={T}, got batch_size={batch_size}")
     elif lr is not None or batch_size is not None or layer_norm:
         raise ValueError(f"rule={rule!r} is a hand-set scheme: lr, batch_size and layer_norm do not apply")
+    cell = pd.DataFrame({"rule": rule, "d": d, "T": T, "batch_size": batch_size, "lr": lr,
+                         "layer_norm": bool(layer_norm)})
+    factor = np.ones(d.size) if bias is None else _cell_values(cell, bias, "bias", "model_bias", positive=True)
+    width = np.zeros(d.size) if sigma is None else _cell_values(cell, sigma, "sigma", "model_error", positive=False)
     z = float(special.ndtri(0.5 + level / 2))
     _predict_budget(rule, d.size, T, batch_size, N, M, samples, embeddings)
     p, labels = zipf.zipf_probs(N, alpha), zipf.mod_labels(N, M)
+
+    def prediction(mean, sd, spread):      # spread: the standard deviation of the band, for the mean of trials
+        mean, sd, spread = factor * mean, factor * sd, factor * spread
+        half = z * np.sqrt(spread ** 2 + (width * mean) ** 2)
+        return Prediction(d, mean, sd, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), level, trials)
 
     if embeddings == "orthonormal":
         if d.min() < N or init != "zero" or rule == "top":
             raise ValueError("embeddings='orthonormal' needs every d >= N, init='zero' and a rule other than "
                              f"'top'; got min(d)={d.min()}, init={init!r}, rule={rule!r}")
         mean, var = _unseen_mass_moments(p, T)
-        half = z * np.sqrt(var / trials)
         ones = np.ones(d.size)
-        return Prediction(d, mean * ones, np.sqrt(var) * ones, np.clip(mean - half, 0, 1) * ones,
-                          np.clip(mean + half, 0, 1) * ones, level, trials)
+        return prediction(mean * ones, np.sqrt(var) * ones, np.sqrt(var / trials) * ones)
 
     counts = np.random.default_rng(seed).multinomial(T, p, size=samples)
     w0 = np.zeros(d.size) if init == "zero" else 1.0 / d
@@ -310,12 +327,9 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
             miss = np.where(counts > 0, replayed, miss)
         means[j] = miss @ p
         variances[j] = (miss * (1 - miss)) @ p ** 2
-    mean = means.mean(1)
     between = means.var(1, ddof=1)
     var_run = between + variances.mean(1)
-    half = z * np.sqrt(var_run / trials + between / samples)
-    return Prediction(d, mean, np.sqrt(var_run), np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1),
-                      level, trials)
+    return prediction(means.mean(1), np.sqrt(var_run), np.sqrt(var_run / trials + between / samples))
 
 
 def stored_margins(rule: str, lr: float, batch_size: int, T: int, d, *, N: int = 100, M: int = 5,
@@ -719,21 +733,32 @@ def _group_columns(table, by) -> list:
     return list(by)
 
 
-def _with_group_values(table, groups, column: str, source: str, *, positive: bool):
+def _with_group_values(table, groups, column: str, source: str, *, positive: bool, of: str = "table"):
     """``table`` with the ``column`` of its group in ``groups`` (the output of ``source``: the group columns,
-    ``column`` and ``cells``), every value finite and ``> 0`` (``positive``) or ``>= 0``; a group of ``table``
-    that ``groups`` lacks is an error naming it."""
+    ``column`` and ``cells``), every value finite and ``> 0`` (``positive``) or ``>= 0``; a group column
+    ``table`` lacks (or holds no value of), or a group of ``table`` that ``groups`` lacks, is an error naming
+    it (``of`` names ``table`` in the message)."""
     if not isinstance(groups, pd.DataFrame) or column not in groups.columns:
         raise TypeError(f"{column} must be a pandas DataFrame with a column {column!r} (the output of {source})")
     values = groups[column].to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(values)) or np.any(values <= 0 if positive else values < 0):
         raise ValueError(f"{column}[{column!r}] must be finite and {'>' if positive else '>='} 0")
     by = [c for c in groups.columns if c not in (column, "cells")]
+    unknown = [c for c in by if c not in table.columns or table[c].isna().all()]
+    if not by or unknown:
+        raise ValueError(f"{column} must be grouped by columns {of} has, got {by} ({unknown} missing)")
     out = table.drop(columns=[column], errors="ignore").merge(groups[by + [column]], on=by, how="left")
     if out[column].isna().any():
         lacking = out.loc[out[column].isna(), by].drop_duplicates().values.tolist()
-        raise ValueError(f"{column} lacks groups of table: {lacking}")
+        raise ValueError(f"{column} lacks groups of {of}: {lacking}")
     return out
+
+
+def _cell_values(cell, groups, column: str, source: str, *, positive: bool) -> np.ndarray:
+    """The ``column`` of the group of each row of ``cell`` (one cell per ``d``) in ``groups``, the output of
+    ``source``: :func:`_with_group_values` for one cell, in the order of its rows."""
+    return _with_group_values(cell, groups, column, source, positive=positive,
+                              of="the cell")[column].to_numpy(dtype=np.float64)
 
 
 def _check_table(name: str, table, columns) -> None:
