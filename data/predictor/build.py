@@ -3,6 +3,7 @@
     python data/predictor/build.py            # runs.csv and cells.csv from raw/ (this grid)
     python data/predictor/build.py --grid14   # also the tables of the paper's full grid (issue 14)
     python data/predictor/build.py --grid14 --keep-cells   # only those, cells.csv as it is (run both at once)
+    python data/predictor/build.py --off-grid --keep-cells # only cells_off_grid.csv, from off_grid_runs.csv
 
 ``runs.csv``: one row per training run. ``cells.csv``: one row per cell (optimiser, d, T, B, gamma, layer
 norm) with the measured mean error over its seeds and the prediction of
@@ -14,6 +15,10 @@ with the same number of runs keep their prediction (``--fresh`` recomputes every
 With ``--grid14``, from the W-only rows of ``data/training_grid/training_grid.csv.gz``:
 ``overlap_grid14.csv``, the cells both grids ran, with both measured means (the same seeds and settings,
 run by two versions of the trainer); ``cells_grid14.csv``, the calibration on the cells this grid lacks.
+
+With ``--off-grid``, from ``off_grid_runs.csv`` (``run_off_grid.sh``: step sizes and batch sizes between the
+grids' values): ``cells_off_grid.csv``, the same table for those cells, on which chapter 8 checks the
+corrected predictor away from the values its factors were estimated at.
 """
 
 import argparse
@@ -52,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid14", action="store_true", help="also the tables of the paper's full grid")
     parser.add_argument("--fresh", action="store_true", help="recompute every prediction")
+    parser.add_argument("--off-grid", action="store_true", help="also the table of the off-grid runs")
     parser.add_argument("--keep-cells", action="store_true", help="leave runs.csv and cells.csv as they are")
     parser.add_argument("--grid14-samples", type=int, default=8, help="count draws for the full grid's cells")
     args = parser.parse_args()
@@ -72,6 +78,11 @@ def main() -> None:
         path = HERE / "cells_grid14.csv"
         previous = pd.read_csv(path) if path.exists() and not args.fresh else None
         calibrate(new.drop(columns="_merge"), previous, args.grid14_samples).to_csv(path, index=False)
+    if args.off_grid:
+        path = HERE / "cells_off_grid.csv"
+        previous = pd.read_csv(path) if path.exists() and not args.fresh else None
+        off = predictor.grid_cells(pd.read_csv(HERE / "off_grid_runs.csv"))
+        calibrate(off, previous).to_csv(path, index=False)
 
 
 if __name__ == "__main__":
