@@ -469,6 +469,8 @@ def test_model_bias_refuses_bad_input_by_name():
             P.with_model_bias(table, bias.assign(bias=bad))
     with pytest.raises(TypeError, match=r"\bbias\b"):
         P.with_model_bias(table, bias.drop(columns="bias"))
+    with pytest.raises(ValueError, match=r"bias holds these groups more than once: \[\['sgd'\]\]"):
+        P.with_model_bias(table, pd.concat([bias, bias[bias["rule"] == "sgd"]]))   # would repeat sgd's rows
     for by in (None, 3, [], ["rule", 3]):
         with pytest.raises(TypeError, match=r"\bby\b"):
             P.model_bias(table, by)

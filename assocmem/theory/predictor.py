@@ -736,8 +736,8 @@ def _group_columns(table, by) -> list:
 def _with_group_values(table, groups, column: str, source: str, *, positive: bool, of: str = "table"):
     """``table`` with the ``column`` of its group in ``groups`` (the output of ``source``: the group columns,
     ``column`` and ``cells``), every value finite and ``> 0`` (``positive``) or ``>= 0``; a group column
-    ``table`` lacks (or holds no value of), or a group of ``table`` that ``groups`` lacks, is an error naming
-    it (``of`` names ``table`` in the message)."""
+    ``table`` lacks (or holds no value of), a group ``groups`` holds twice, or a group of ``table`` that
+    ``groups`` lacks, is an error naming it (``of`` names ``table`` in the message)."""
     if not isinstance(groups, pd.DataFrame) or column not in groups.columns:
         raise TypeError(f"{column} must be a pandas DataFrame with a column {column!r} (the output of {source})")
     values = groups[column].to_numpy(dtype=np.float64)
@@ -747,6 +747,9 @@ def _with_group_values(table, groups, column: str, source: str, *, positive: boo
     unknown = [c for c in by if c not in table.columns or table[c].isna().all()]
     if not by or unknown:
         raise ValueError(f"{column} must be grouped by columns {of} has, got {by} ({unknown} missing)")
+    twice = groups.loc[groups.duplicated(by), by].drop_duplicates().values.tolist()
+    if twice:   # a merge would repeat the rows of those groups
+        raise ValueError(f"{column} holds these groups more than once: {twice}")
     out = table.drop(columns=[column], errors="ignore").merge(groups[by + [column]], on=by, how="left")
     if out[column].isna().any():
         lacking = out.loc[out[column].isna(), by].drop_duplicates().values.tolist()
