@@ -287,8 +287,8 @@ def predict_error(rule: str, d, T: int, *, lr: float | None = None, batch_size: 
 
     def prediction(mean, sd, spread):      # spread: the standard deviation of the band, for the mean of trials
         mean, sd, spread = factor * mean, factor * sd, factor * spread
-        half = z * np.sqrt(spread ** 2 + (width * mean) ** 2)
-        return Prediction(d, mean, sd, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), level, trials)
+        low, high = _widened_band(mean, spread, width, z)
+        return Prediction(d, mean, sd, low, high, level, trials)
 
     if embeddings == "orthonormal":
         if d.min() < N or init != "zero" or rule == "top":
@@ -653,9 +653,7 @@ def with_model_error(table, sigma, *, level: float = 0.9):
     out = _with_group_values(table, sigma, "sigma", "model_error", positive=False)
     z = float(special.ndtri(0.5 + level / 2))
     s = (out["high"] - out["predicted"]) / z
-    half = z * np.sqrt(s ** 2 + (out["sigma"] * out["predicted"]) ** 2)
-    out["low"] = np.clip(out["predicted"] - half, 0, 1)
-    out["high"] = np.clip(out["predicted"] + half, 0, 1)
+    out["low"], out["high"] = _widened_band(out["predicted"], s, out["sigma"], z)
     out["inside"] = (out["error"] >= out["low"]) & (out["error"] <= out["high"])
     return out
 
@@ -720,6 +718,13 @@ def with_model_bias(table, bias):
     out["ratio"] = out["error"] / out["predicted"]
     out["inside"] = (out["error"] >= out["low"]) & (out["error"] <= out["high"])
     return out
+
+
+def _widened_band(mean, spread, sigma, z: float):
+    r"""The band :math:`\hat{\mathcal E} \pm z\sqrt{s^2 + \sigma^2\hat{\mathcal E}^2}` cut at 0 and 1: the
+    spread ``s`` of the mean ``mean`` and the model's relative error ``sigma`` (:func:`model_error`)."""
+    half = z * np.sqrt(spread ** 2 + (sigma * mean) ** 2)
+    return np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1)
 
 
 def _group_columns(table, by) -> list:

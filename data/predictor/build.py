@@ -67,7 +67,7 @@ def main() -> None:
         raw = pd.concat([pd.read_csv(path) for path in sorted((HERE / "raw").glob("*.csv"))], ignore_index=True)
         runs = raw[COLUMNS].sort_values(COLUMNS[:7], ignore_index=True)
         runs.to_csv(HERE / "runs.csv", index=False)
-        previous = None if args.fresh or not (HERE / "cells.csv").exists() else pd.read_csv(HERE / "cells.csv")
+        previous = kept(HERE / "cells.csv", args.fresh)
         cells = calibrate(predictor.grid_cells(runs), previous)
         cells.to_csv(HERE / "cells.csv", index=False)
     if args.grid14:
@@ -76,13 +76,16 @@ def main() -> None:
         both.to_csv(HERE / "overlap_grid14.csv", index=False)
         new = other.merge(cells[KEYS], on=KEYS, how="left", indicator=True).query("_merge == 'left_only'")
         path = HERE / "cells_grid14.csv"
-        previous = pd.read_csv(path) if path.exists() and not args.fresh else None
-        calibrate(new.drop(columns="_merge"), previous, args.grid14_samples).to_csv(path, index=False)
+        calibrate(new.drop(columns="_merge"), kept(path, args.fresh), args.grid14_samples).to_csv(path, index=False)
     if args.off_grid:
         path = HERE / "cells_off_grid.csv"
-        previous = pd.read_csv(path) if path.exists() and not args.fresh else None
         off = predictor.grid_cells(pd.read_csv(HERE / "off_grid_runs.csv"))
-        calibrate(off, previous).to_csv(path, index=False)
+        calibrate(off, kept(path, args.fresh)).to_csv(path, index=False)
+
+
+def kept(path: Path, fresh: bool) -> pd.DataFrame | None:
+    """The table at ``path`` whose predictions :func:`calibrate` reuses, or None (``--fresh``, or none yet)."""
+    return pd.read_csv(path) if path.exists() and not fresh else None
 
 
 if __name__ == "__main__":
